@@ -1,0 +1,246 @@
+"""`psy-agents` / `python -m psy_agents_noaug.cli`: a thin layer over the jobs.
+
+    psy-agents train    [overrides…]            train on the config (default: bundled sample)
+    psy-agents hpo      [overrides…]            Optuna search, nested MLflow runs (stage=stage0…)
+    psy-agents evaluate run_id=ID | checkpoint=PATH [overrides…]
+    psy-agents register run_id=ID [name=NAME] [stage=Staging|Production|Archived]
+    psy-agents predict  model_uri=URI input=posts.csv [output=predictions.csv]
+    psy-agents sync     JOURNAL [tracking_uri=URI]
+
+Overrides are Hydra's `key=value` (e.g. `model=tiny training.num_epochs=2`). User
+mistakes print one line starting with "error:" and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+USAGE = __doc__ or ""
+EXIT_USAGE = 2
+
+# Command-specific arguments that are not config keys, per command.
+COMMAND_ARGS: dict[str, tuple[str, ...]] = {
+    "train": (),
+    "hpo": (),
+    "evaluate": ("run_id", "checkpoint"),
+    "register": ("run_id", "name", "stage"),
+    "predict": ("model_uri", "input", "output"),
+    "sync": ("tracking_uri", "run_id"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE.strip())
+        return 0 if args else EXIT_USAGE
+    command, rest = args[0], args[1:]
+    if command not in COMMAND_ARGS:
+        return _fail(f"unknown command {command!r}; valid commands: {', '.join(COMMAND_ARGS)}")
+    if any(a in ("-h", "--help") for a in rest):
+        print(_command_help(command))
+        return 0
+    _quiet_libraries()
+    try:
+        return COMMANDS[command](rest)
+    except KeyboardInterrupt:
+        print("\ninterrupted: the run was ended as KILLED; metrics logged so far are kept",
+              file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if _is_user_error(exc):
+            return _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        raise
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _is_user_error(exc: BaseException) -> bool:
+    from psy_agents_noaug.config import ConfigError
+
+    user_errors: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError)
+    try:
+        from psy_agents_noaug.data.redsm5 import DataError
+
+        user_errors += (DataError,)
+    except ImportError:
+        pass
+    from psy_agents_noaug.models.encoders import EncoderNotFoundError
+    from psy_agents_noaug.utils.tracking import TrackingStoreError
+
+    user_errors += (EncoderNotFoundError, TrackingStoreError, UsageError)
+    return isinstance(exc, user_errors)
+
+
+class UsageError(ValueError):
+    """Bad command-line arguments."""
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("mlflow", "alembic", "transformers", "optuna", "urllib3"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
+    try:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def split_args(command: str, args: list[str]) -> tuple[dict[str, str], list[str]]:
+    """Separate `name=value` command arguments from Hydra config overrides."""
+    own: dict[str, str] = {}
+    overrides = []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if sep and key in COMMAND_ARGS[command]:
+            own[key] = value
+        elif not sep and command == "sync" and "journal" not in own:
+            own["journal"] = arg
+        elif not sep:
+            raise UsageError(f"argument {arg!r} is not key=value; see `psy-agents {command} --help`")
+        else:
+            overrides.append(arg)
+    return own, overrides
+
+
+def _command_help(command: str) -> str:
+    extra = COMMAND_ARGS[command]
+    lines = [f"psy-agents {command} " + " ".join(f"{a}=…" for a in extra) + " [overrides…]"]
+    if command in ("train", "hpo", "evaluate"):
+        from psy_agents_noaug.config import load_config
+        from omegaconf import OmegaConf
+
+        lines += ["", "Config (override any key with key=value):", OmegaConf.to_yaml(load_config())]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_train(args: list[str]) -> int:
+    from psy_agents_noaug.config import load_config
+    from psy_agents_noaug.jobs.train import run_train
+    from psy_agents_noaug.utils.tracking import mask_uri
+
+    _, overrides = split_args("train", args)
+    cfg = load_config(overrides)
+    results = run_train(cfg)
+    print()
+    if results.get("stop_reason") == "non_finite_loss":
+        print(f"error: {results.get('message')}", file=sys.stderr)
+    print(f"best val macro F1 : {results['best_val_f1_macro']:.4f} (epoch {results['best_epoch']})")
+    print(f"steps / epochs    : {results['total_steps']} / {results['total_epochs']}"
+          + ("  (stopped early)" if results["early_stopped"] else ""))
+    if cfg.mlflow.enabled:
+        print(f"run id            : {results['run_id']}  (experiment {results['experiment_name']})")
+        if results.get("model_version") is not None:
+            v = results["model_version"]
+            print(f"registered model  : {v.name} version {v.version}")
+        uri = cfg.mlflow.tracking_uri
+        print(f"see it with       : mlflow ui --backend-store-uri {mask_uri(uri)}"
+              if not uri.startswith("http") else f"open              : {mask_uri(uri)}")
+    return 1 if results.get("stop_reason") == "non_finite_loss" else 0
+
+
+def cmd_hpo(args: list[str]) -> int:
+    from psy_agents_noaug.config import load_config
+    from psy_agents_noaug.jobs.hpo import run_hpo
+
+    _, overrides = split_args("hpo", args)
+    cfg = load_config(overrides)
+    run_hpo(cfg)
+    return 0
+
+
+def cmd_evaluate(args: list[str]) -> int:
+    from psy_agents_noaug.config import load_config
+    from psy_agents_noaug.jobs.evaluate import run_evaluate
+
+    own, overrides = split_args("evaluate", args)
+    if ("run_id" in own) == ("checkpoint" in own):
+        raise UsageError("evaluate needs exactly one of run_id=ID or checkpoint=PATH")
+    cfg = load_config(overrides)
+    report = run_evaluate(cfg, run_id=own.get("run_id"), checkpoint=own.get("checkpoint"))
+    print(f"test macro F1: {report['test/f1_macro']:.4f}")
+    for key, value in report.items():
+        if key.startswith("test/f1_A"):
+            print(f"  {key.removeprefix('test/f1_'):>5}: {value:.4f}")
+    return 0
+
+
+def cmd_register(args: list[str]) -> int:
+    from psy_agents_noaug.config import load_config
+    from psy_agents_noaug.jobs.register import register_from_run
+
+    own, overrides = split_args("register", args)
+    if "run_id" not in own:
+        raise UsageError("register needs run_id=ID (a training run with a best checkpoint)")
+    cfg = load_config(overrides)
+    version = register_from_run(
+        own["run_id"],
+        name=own.get("name", f"{cfg.task.name}_classifier"),
+        stage=own.get("stage"),
+        tracking_uri=cfg.mlflow.tracking_uri,
+    )
+    print(f"registered {version.name} version {version.version}")
+    return 0
+
+
+def cmd_predict(args: list[str]) -> int:
+    from psy_agents_noaug.config import load_config
+    from psy_agents_noaug.jobs.predict import predict_file
+
+    own, overrides = split_args("predict", args)
+    if "model_uri" not in own or "input" not in own:
+        raise UsageError("predict needs model_uri=URI and input=posts.csv (columns post_id,text)")
+    cfg = load_config(overrides)
+    out = predict_file(
+        own["model_uri"],
+        own["input"],
+        own.get("output", "predictions.csv"),
+        tracking_uri=cfg.mlflow.tracking_uri,
+    )
+    print(f"predictions written to {out}")
+    return 0
+
+
+def cmd_sync(args: list[str]) -> int:
+    from psy_agents_noaug.jobs.sync import sync_journal
+
+    own, overrides = split_args("sync", args)
+    if "journal" not in own:
+        raise UsageError("sync needs the journal path: psy-agents sync PATH [tracking_uri=URI]")
+    if overrides:
+        raise UsageError(f"sync takes no config overrides, got {overrides}")
+    report = sync_journal(own["journal"], tracking_uri=own.get("tracking_uri"))
+    print(report)
+    return 0
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "train": cmd_train,
+    "hpo": cmd_hpo,
+    "evaluate": cmd_evaluate,
+    "register": cmd_register,
+    "predict": cmd_predict,
+    "sync": cmd_sync,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,729 @@
+"""OptunaRunner: an Optuna study tracked in MLflow as one parent run with a child per trial.
+
+One process or fifty run the same code against one study; they share one parent run
+``HPO_<study_name>`` (summary, best params, trial history, figures), and every trial runs
+inside its own nested child run ``trial_NNNN`` (``NNNN`` = Optuna's trial number, from 0),
+which is the *active* MLflow run on the calling thread while the objective runs, so whatever
+the objective logs (the Trainer's ``train/*``, ``epoch/*``, ``system/*``) lands in that trial.
+
+Trial outcomes in MLflow:
+
+* complete: child ``FINISHED``, tag ``hpo.state=COMPLETE``, metric ``trial/<metric>``;
+* pruned: child ``FINISHED`` with tag ``hpo.state=PRUNED`` (pruning is the designed early
+  end of a trial, not an error or a user kill) and ``hpo.pruned_at_epoch``;
+* failed: child ``FAILED``, tags ``hpo.state=FAIL`` and ``hpo.error``; the study goes on;
+* lost (its worker died): failed by the heartbeat of another worker, its child run set
+  ``FAILED``, and the trial re-queued with the same params (up to ``max_retry`` times).
+
+Trial budget: ``n_trials`` is the size of the *study*, not of one call. Workers claim trials
+inside the study lock and stop once the study holds ``n_trials`` trials (a lost trial that was
+re-queued is replaced by its retry, not counted twice), so three workers asked for 12 trials
+finish exactly 12, and rerunning a finished study's command does nothing more.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import mlflow
+import optuna
+from mlflow.entities import Param, RunTag
+from mlflow.tracking import MlflowClient
+from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.trial import FrozenTrial, TrialState
+
+from psy_agents_noaug.hpo.parent_run import (
+    ParentRun,
+    StudySummary,
+    ensure_experiment,
+    summarize_study,
+)
+from psy_agents_noaug.hpo.samplers import make_pruner, make_sampler
+from psy_agents_noaug.hpo.search_space import SearchSpace, parse_search_space, suggest_params
+from psy_agents_noaug.hpo.storage import HeartbeatThread, StorageHandle, open_storage
+from psy_agents_noaug.utils.metric_sink import get_sink
+from psy_agents_noaug.utils.run_lifecycle import end_run
+
+__all__ = ["ObjectiveFn", "OptunaRunner", "format_top_trials", "load_best_params"]
+
+_log = logging.getLogger(__name__)
+
+ObjectiveFn = Callable[[optuna.Trial, dict[str, Any]], float]
+TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
+
+_DIRECTIONS = ("maximize", "minimize")
+_MAX_TAG_CHARS = 4000
+
+
+def _finite_value(result: Any) -> float:
+    """The objective's return as a finite float (else the trial fails with this message)."""
+    if hasattr(result, "item") and callable(result.item):
+        result = result.item()  # 0-dim tensor / numpy scalar
+    if isinstance(result, bool) or not isinstance(result, int | float):
+        raise TypeError(f"objective must return a number, got {type(result).__name__}")
+    value = float(result)
+    if not math.isfinite(value):
+        raise ValueError(f"objective returned {value!r}, not a finite number")
+    return value
+
+
+class _StaleTrialHandler:
+    """Heartbeat-stale callback: re-queue the lost trial and remember it for MLflow."""
+
+    def __init__(self, max_retry: int | None) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self._retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+        self.lost: list[FrozenTrial] = []
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        _log.warning("trial %d lost its worker (no heartbeat); re-queued", trial.number)
+        self.lost.append(trial)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self._retry(study, trial)
+
+    def drain(self) -> list[FrozenTrial]:
+        lost, self.lost = self.lost, []
+        return lost
+
+
+class _TrialRuns:
+    """Creates, fills and ends the nested child run of each trial."""
+
+    def __init__(
+        self, client: MlflowClient, experiment_id: str, parent_run_id: str, study_name: str
+    ) -> None:
+        self.client = client
+        self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
+        self.study_name = study_name
+
+    def start(self, trial: optuna.Trial, retry_of: int | None) -> str:
+        """Create ``trial_NNNN`` under the parent and make it this thread's active run."""
+        from mlflow.tracking.context.registry import resolve_tags
+
+        tags = {
+            "mlflow.parentRunId": self.parent_run_id,
+            "hpo.study_name": self.study_name,
+            "hpo.trial_number": str(trial.number),
+            "hpo.state": "RUNNING",
+        }
+        if retry_of is not None:
+            tags["hpo.retry_of"] = str(retry_of)
+        run = self.client.create_run(
+            self.experiment_id, run_name=f"trial_{trial.number:04d}", tags=resolve_tags(tags)
+        )
+        run_id = run.info.run_id
+        trial.set_user_attr("mlflow_run_id", run_id)
+        mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None)
+        return run_id
+
+    def log_params(self, run_id: str, trial: optuna.Trial, params: Mapping[str, Any]) -> None:
+        entries = [Param(f"hpo/{k}", str(v)) for k, v in params.items()]
+        entries += [Param("trial_number", str(trial.number)), Param("study_name", self.study_name)]
+        self.client.log_batch(run_id, params=entries)
+
+    def end(
+        self,
+        run_id: str,
+        trial: FrozenTrial,
+        *,
+        metric: str,
+        error: str | None,
+        duration_s: float,
+        status: str,
+    ) -> None:
+        """Trial metrics through the sink, outcome tags, then end the run."""
+        metrics = {"trial/number": float(trial.number), "trial/duration_seconds": duration_s}
+        if trial.state == TrialState.COMPLETE and trial.value is not None:
+            metrics[f"trial/{metric}"] = float(trial.value)
+        sink = get_sink(run_id)
+        sink.log_dict(metrics, step=0)
+        sink.flush()
+        tags = [RunTag("hpo.state", trial.state.name)]
+        if error:
+            tags.append(RunTag("hpo.error", error[:_MAX_TAG_CHARS]))
+        if trial.state == TrialState.PRUNED and trial.last_step is not None:
+            tags.append(RunTag("hpo.pruned_at_epoch", str(trial.last_step)))
+        self.client.log_batch(run_id, tags=tags)
+        active = mlflow.active_run()
+        if active is not None and active.info.run_id == run_id:
+            end_run(status, sink)  # queued behind the run's points if the store is down
+        else:
+            _log.warning("trial run %s was not the active run at its end", run_id)
+            self.client.set_terminated(run_id, status=status)
+
+    def close_lost(self, trial: FrozenTrial, grace_s: float | None) -> None:
+        """End a dead worker's child run as FAILED (its own process cannot any more)."""
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if not run_id:
+            return
+        try:
+            run = self.client.get_run(run_id)
+            # KILLED: the dead worker's metric writer saw its process go and ended the run.
+            if run.info.status not in ("RUNNING", "KILLED") or run.data.tags.get("hpo.state") in (
+                "COMPLETE",
+                "PRUNED",
+                "FAIL",
+            ):
+                return
+            message = "worker lost: no heartbeat"
+            if grace_s is not None:
+                message += f" for more than {grace_s:g} s"
+            self.client.log_batch(
+                run_id, tags=[RunTag("hpo.state", "FAIL"), RunTag("hpo.error", message)]
+            )
+            self.client.set_terminated(run_id, status="FAILED")
+        except Exception:  # bookkeeping for a dead run must not stop the study
+            _log.warning("could not close the run %s of lost trial %d", run_id, trial.number)
+
+
+def format_top_trials(study: optuna.Study, metric: str, k: int = 10) -> str:
+    """A printable table of the ``k`` best completed trials, under a one-line summary.
+
+    Args:
+        study: The study.
+        metric: Objective name (column title).
+        k: Rows to show.
+
+    Returns:
+        The text.
+    """
+    s = summarize_study(study)
+    head = (
+        f"Study {study.study_name}: {s.total} trials ({s.completed} complete, {s.pruned} pruned, "
+        f"{s.failed} failed, {s.running} running)"
+    )
+    done = list(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    if not done:
+        return head + "\nno completed trials"
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    done.sort(key=lambda t: t.number)
+    done.sort(key=lambda t: t.value, reverse=maximize)  # type: ignore[arg-type, return-value]
+    rows = []
+    for rank, t in enumerate(done[:k], start=1):
+        duration = (
+            (t.datetime_complete - t.datetime_start).total_seconds()
+            if t.datetime_start and t.datetime_complete
+            else float("nan")
+        )
+        params = ", ".join(f"{n}={_short(v)}" for n, v in sorted(t.params.items()))
+        rows.append((str(rank), str(t.number), f"{t.value:.6g}", f"{duration:.1f}", params))
+    titles = ("rank", "trial", metric, "seconds", "params")
+    widths = [max(len(titles[i]), *(len(r[i]) for r in rows)) for i in range(4)]
+    lines = [
+        "  ".join(titles[i].rjust(widths[i]) for i in range(4)) + "  " + titles[4],
+        *("  ".join(r[i].rjust(widths[i]) for i in range(4)) + "  " + r[4] for r in rows),
+    ]
+    best = f"best {metric} = {s.best_value:.6g} (trial {s.best_trial_number})"
+    return "\n".join([head, best, *lines])
+
+
+def _describe(strategy: object) -> str:
+    return strategy if isinstance(strategy, str) else type(strategy).__name__
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+class OptunaRunner:
+    """Runs an Optuna study with MLflow nested runs; safe to run from many workers at once.
+
+    Args:
+        study_name: Study name; also names the parent run ``HPO_<study_name>``.
+        direction: ``"maximize"`` or ``"minimize"``.
+        metric: Name of the objective's value, e.g. ``"val_f1_macro"``: gives the parent
+            metric ``best_val_f1_macro``, the trial metric ``trial/val_f1_macro``, and is the
+            key the pruning hook reports each epoch.
+        storage: None (in memory, one process), ``"journal:<path>"`` (workers on one
+            machine), a database URL such as ``postgresql://user@host/db`` (workers on many
+            hosts), or a ready Optuna storage.
+        sampler: ``"tpe"``, ``"random"``, ``"cmaes"``, ``"grid"`` or a sampler instance.
+        pruner: ``"median"``, ``"hyperband"``, ``"none"`` or a pruner instance.
+        seed: Sampler seed. With shared storages each worker reseeds (else parallel workers
+            would all propose the same points).
+        heartbeat_interval: Seconds between heartbeats of a running trial on journal/RDB
+            storages; None disables heartbeats (a killed worker's trial then stays RUNNING).
+        grace_period: Seconds without heartbeat before a trial is failed (default
+            ``2 * heartbeat_interval``).
+        max_retry: Times a lost trial is re-queued (None: forever).
+        plot_interval_s: Least seconds between uploads of the parent's HTML figures.
+
+    Raises:
+        ValueError: A bad direction, name, or option (the message names it).
+
+    Example:
+        >>> runner = OptunaRunner("demo", "maximize", "score", sampler="random")
+        >>> study = runner.optimize(
+        ...     lambda trial, p: -(p["x"] - 1) ** 2, n_trials=3,
+        ...     search_space={"x": {"type": "float", "low": -2, "high": 2}},
+        ...     log_to_mlflow=False, show_progress_bar=False, print_summary=False)
+        >>> len(study.trials)
+        3
+    """
+
+    def __init__(
+        self,
+        study_name: str,
+        direction: str,
+        metric: str,
+        storage: str | optuna.storages.BaseStorage | None = None,
+        sampler: str | optuna.samplers.BaseSampler = "tpe",
+        pruner: str | optuna.pruners.BasePruner | None = "median",
+        *,
+        seed: int | None = None,
+        heartbeat_interval: int | None = 10,
+        grace_period: int | None = None,
+        max_retry: int | None = 3,
+        plot_interval_s: float = 120.0,
+    ) -> None:
+        if not isinstance(study_name, str) or not study_name.strip():
+            raise ValueError(f"study_name must be a non-empty string, got {study_name!r}")
+        if str(direction).lower() not in _DIRECTIONS:
+            choices = ", ".join(_DIRECTIONS)
+            raise ValueError(f"direction must be one of {choices}, got {direction!r}")
+        if not isinstance(metric, str) or not metric.strip():
+            raise ValueError(f"metric must be a non-empty string, got {metric!r}")
+        if heartbeat_interval is not None and heartbeat_interval <= 0:
+            raise ValueError(f"heartbeat_interval must be > 0 or None, got {heartbeat_interval}")
+        if grace_period is not None and grace_period <= 0:
+            raise ValueError(f"grace_period must be > 0 or None, got {grace_period}")
+        if max_retry is not None and max_retry < 0:
+            raise ValueError(f"max_retry must be >= 0 or None, got {max_retry}")
+        # Validate names now (a typo fails at construction); build the objects in optimize(),
+        # where the search space that "grid" needs is known.
+        if isinstance(sampler, str) and sampler.lower() != "grid":
+            make_sampler(sampler, seed=seed)
+        make_pruner(pruner)
+        self.study_name = study_name
+        self.direction = str(direction).lower()
+        self.metric = metric
+        self.storage = storage
+        self.sampler = sampler
+        self.pruner = pruner
+        self.seed = seed
+        self.heartbeat_interval = heartbeat_interval
+        self.grace_period = grace_period
+        self.max_retry = max_retry
+        self.plot_interval_s = plot_interval_s
+        self.study: optuna.Study | None = None
+        self.parent_run_id: str | None = None
+        self.summary: StudySummary | None = None
+
+    @property
+    def best_params(self) -> dict[str, Any]:
+        """Parameters of the best completed trial (after :meth:`optimize`)."""
+        return dict(self.summary.best_params) if self.summary else {}
+
+    @property
+    def best_value(self) -> float | None:
+        """Best objective value (after :meth:`optimize`)."""
+        return self.summary.best_value if self.summary else None
+
+    def optimize(
+        self,
+        objective_fn: ObjectiveFn,
+        n_trials: int | None,
+        search_space: Mapping[str, Any] | None = None,
+        mlflow_tracking_uri: str | None = None,
+        mlflow_experiment_name: str | None = None,
+        timeout: float | None = None,
+        *,
+        catch: tuple[type[Exception], ...] = (Exception,),
+        callbacks: Iterable[TrialCallback] | None = None,
+        show_progress_bar: bool = True,
+        print_summary: bool = True,
+        log_to_mlflow: bool = True,
+        top_k: int = 10,
+    ) -> optuna.Study:
+        """Run trials until the study holds ``n_trials`` of them (or ``timeout`` passes).
+
+        Args:
+            objective_fn: ``objective_fn(trial, params) -> float``; ``params`` holds the
+                values sampled from ``search_space``. It runs inside the trial's child run,
+                may call ``trial.report``/raise ``optuna.TrialPruned`` (see
+                :func:`~psy_agents_noaug.hpo.samplers.make_pruning_callback`) and may sample
+                more with ``trial.suggest_*``.
+            n_trials: Size of the study (shared by all workers); None = until ``timeout``.
+            search_space: Plain-dict space (see :mod:`~psy_agents_noaug.hpo.search_space`).
+            mlflow_tracking_uri: Tracking store; None = ``mlflow.get_tracking_uri()``. It is
+                set as the process's tracking URI, so the objective logs to the same store.
+            mlflow_experiment_name: Experiment of the parent run; None = ``hpo_<study_name>``.
+            timeout: Seconds after which this worker starts no new trial.
+            catch: Exceptions that fail one trial but not the study; others fail the trial,
+                end the study's bookkeeping and propagate.
+            callbacks: ``callback(study, frozen_trial)`` after each trial of this worker.
+            show_progress_bar: Show a tqdm bar over the study's trials.
+            print_summary: Print the table of the best trials at the end.
+            log_to_mlflow: False runs the study without any MLflow run.
+            top_k: Rows in the printed table.
+
+        Returns:
+            The Optuna study.
+
+        Raises:
+            ValueError: Bad ``n_trials``/``timeout``/search space, or the stored study was
+                created with the other direction.
+        """
+        if not callable(objective_fn):
+            raise ValueError("objective_fn must be callable as objective_fn(trial, params)")
+        if n_trials is None and timeout is None:
+            raise ValueError("give n_trials, timeout, or both (else the study never ends)")
+        if n_trials is not None and (
+            isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1
+        ):
+            raise ValueError(f"n_trials must be an integer >= 1 or None, got {n_trials!r}")
+        if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
+            raise ValueError(f"timeout must be a number of seconds > 0 or None, got {timeout!r}")
+        space = parse_search_space(search_space)
+        stale = _StaleTrialHandler(self.max_retry)
+        handle = open_storage(
+            self.storage,
+            self.study_name,
+            heartbeat_interval=self.heartbeat_interval,
+            grace_period=self.grace_period,
+            stale_trial_callback=stale,
+        )
+        sampler = make_sampler(self.sampler, seed=self.seed, search_space=space)
+        if handle.storage is not None:
+            sampler.reseed_rng()
+        pruner = make_pruner(self.pruner)
+        with handle.lock():
+            study = optuna.create_study(
+                storage=handle.storage,
+                sampler=sampler,
+                pruner=pruner,
+                study_name=self.study_name,
+                direction=self.direction,
+                load_if_exists=True,
+            )
+        if study.direction.name.lower() != self.direction:
+            raise ValueError(
+                f"study {self.study_name!r} in {handle.description} was created to "
+                f"{study.direction.name.lower()}, not {self.direction}; use another study_name"
+            )
+        self.study = study
+
+        parent: ParentRun | None = None
+        runs: _TrialRuns | None = None
+        if log_to_mlflow:
+            uri = mlflow_tracking_uri or mlflow.get_tracking_uri()
+            mlflow.set_tracking_uri(uri)
+            client = MlflowClient(uri)
+            with handle.lock():  # the first use may create the store's schema
+                experiment_id = ensure_experiment(
+                    client, mlflow_experiment_name or f"hpo_{self.study_name}"
+                )
+            parent = ParentRun.attach(
+                study,
+                client,
+                experiment_id,
+                metric=self.metric,
+                lock=handle.lock,
+                tags=self._parent_tags(handle, n_trials),
+                plot_interval_s=self.plot_interval_s,
+            )
+            self.parent_run_id = parent.run_id
+            runs = _TrialRuns(client, experiment_id, parent.run_id, self.study_name)
+
+        interrupted = False
+        try:
+            self._loop(
+                study, objective_fn, space, n_trials, timeout, handle, stale, runs, parent,
+                catch=catch, callbacks=list(callbacks or ()), show_progress_bar=show_progress_bar,
+            )  # fmt: skip
+        except BaseException:
+            interrupted = True
+            raise
+        finally:
+            self.summary = self._wrap_up(study, handle, stale, runs, parent, interrupted)
+        if print_summary:
+            print(format_top_trials(study, self.metric, top_k))
+        return study
+
+    def _parent_tags(self, handle: StorageHandle, n_trials: int | None) -> dict[str, str]:
+        return {
+            "hpo.study_name": self.study_name,
+            "hpo.direction": self.direction,
+            "hpo.metric": self.metric,
+            "hpo.n_trials": str(n_trials),
+            "hpo.sampler": _describe(self.sampler),
+            "hpo.pruner": _describe(self.pruner),
+            "hpo.storage": handle.description,
+        }
+
+    @staticmethod
+    def _budget(study: optuna.Study) -> tuple[int, int, bool, bool]:
+        """(trials counted against n_trials, finished among them, any waiting, any running)."""
+        trials = study.get_trials(deepcopy=False)
+        retried = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
+        counted = [t for t in trials if t.number not in retried]
+        finished = sum(t.state.is_finished() for t in counted)
+        waiting = any(t.state == TrialState.WAITING for t in trials)
+        running = any(t.state == TrialState.RUNNING for t in trials)
+        return len(counted), finished, waiting, running
+
+    def _claim(
+        self, study: optuna.Study, n_trials: int | None, handle: StorageHandle
+    ) -> tuple[optuna.Trial | None, bool]:
+        """Inside the study lock: fail stale trials, then take a trial if the budget allows.
+
+        Returns:
+            (the trial or None, whether to wait for other workers' running trials).
+        """
+        with handle.lock():
+            if handle.heartbeat_interval is not None:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    fail_stale_trials(study)
+            counted, _, waiting, running = self._budget(study)
+            if n_trials is None or counted < n_trials or waiting:
+                return study.ask(), False
+        return None, running and handle.heartbeat_interval is not None
+
+    def _loop(
+        self,
+        study: optuna.Study,
+        objective_fn: ObjectiveFn,
+        space: SearchSpace,
+        n_trials: int | None,
+        timeout: float | None,
+        handle: StorageHandle,
+        stale: _StaleTrialHandler,
+        runs: _TrialRuns | None,
+        parent: ParentRun | None,
+        *,
+        catch: tuple[type[Exception], ...],
+        callbacks: list[TrialCallback],
+        show_progress_bar: bool,
+    ) -> None:
+        from tqdm.auto import tqdm
+
+        started = time.monotonic()
+        idle = threading.Event()
+        bar = tqdm(
+            total=n_trials,
+            desc=f"HPO {self.study_name}",
+            unit="trial",
+            disable=not show_progress_bar,
+        )
+        # Lets study.stop() work from callbacks and objectives, as in study.optimize().
+        study._thread_local.in_optimize_loop = True
+        try:
+            while not study._stop_flag:
+                if timeout is not None and time.monotonic() - started >= timeout:
+                    break
+                trial, wait = self._claim(study, n_trials, handle)
+                self._close_lost(stale, runs)
+                if trial is None:
+                    if not wait:
+                        break
+                    # Others' trials still run: wait, so a trial whose worker dies is retried.
+                    idle.wait(float(handle.heartbeat_interval or 1))
+                    continue
+                frozen = self._run_trial(study, trial, objective_fn, space, handle, runs, catch)
+                if parent is not None:
+                    try:
+                        summary = parent.update(study)
+                        if summary.best_value is not None:
+                            bar.set_postfix({f"best_{self.metric}": f"{summary.best_value:.4g}"})
+                    except Exception:  # a summary write must not stop the study
+                        _log.warning("could not update the parent run summary", exc_info=True)
+                _, finished, _, _ = self._budget(study)
+                bar.n = min(finished, n_trials) if n_trials else finished
+                bar.refresh()
+                for callback in callbacks:
+                    callback(study, frozen)
+        finally:
+            study._thread_local.in_optimize_loop = False
+            bar.close()
+
+    def _run_trial(
+        self,
+        study: optuna.Study,
+        trial: optuna.Trial,
+        objective_fn: ObjectiveFn,
+        space: SearchSpace,
+        handle: StorageHandle,
+        runs: _TrialRuns | None,
+        catch: tuple[type[Exception], ...],
+    ) -> FrozenTrial:
+        start = time.monotonic()
+        run_id: str | None = None
+        state = TrialState.FAIL
+        value: float | None = None
+        error: str | None = None
+        reraise: BaseException | None = None
+        heartbeat = (
+            HeartbeatThread(handle.storage, trial._trial_id, handle.heartbeat_interval)
+            if handle.storage is not None and handle.heartbeat_interval is not None
+            else None
+        )
+        if heartbeat is not None:
+            heartbeat.__enter__()
+        try:
+            if runs is not None:
+                attrs = study._storage.get_trial_system_attrs(trial._trial_id)
+                run_id = runs.start(trial, attrs.get("failed_trial"))
+            params = suggest_params(trial, space)
+            if runs is not None and run_id is not None:
+                runs.log_params(run_id, trial, params)
+            value = _finite_value(objective_fn(trial, params))
+            state = TrialState.COMPLETE
+        except optuna.TrialPruned as exc:
+            state, error = TrialState.PRUNED, str(exc) or None
+        except catch as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            _log.warning("trial %d failed: %s", trial.number, error, exc_info=True)
+        except BaseException as exc:  # KeyboardInterrupt, or an exception not in `catch`
+            error = f"{type(exc).__name__}: {exc}"
+            reraise = exc
+        finally:
+            if heartbeat is not None:
+                heartbeat.__exit__(None, None, None)
+        if error is not None and state == TrialState.FAIL:
+            # Suppressed: the trial may already be failed by another worker's heartbeat check.
+            with contextlib.suppress(Exception):
+                trial.set_user_attr("error", error[:_MAX_TAG_CHARS])
+        try:
+            study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+        except (ValueError, optuna.exceptions.UpdateFinishedTrialError) as exc:
+            # Another worker failed this trial as stale (this worker stalled past the grace
+            # period); its retry will run elsewhere.
+            _log.warning("trial %d was finished elsewhere: %s", trial.number, exc)
+            error = error or "failed by heartbeat check while still running (worker stalled)"
+        frozen = study._storage.get_trial(trial._trial_id)
+        if runs is not None and run_id is not None:
+            if isinstance(reraise, KeyboardInterrupt):
+                status = "KILLED"
+            else:
+                status = "FAILED" if frozen.state == TrialState.FAIL else "FINISHED"
+            try:
+                runs.end(
+                    run_id,
+                    frozen,
+                    metric=self.metric,
+                    error=error,
+                    duration_s=time.monotonic() - start,
+                    status=status,
+                )
+            except Exception:  # the trial itself is already recorded in the study
+                _log.warning(
+                    "could not finish the MLflow run of trial %d", trial.number, exc_info=True
+                )
+                active = mlflow.active_run()
+                if active is not None and active.info.run_id == run_id:
+                    mlflow.end_run(status=status)
+        if reraise is not None:
+            raise reraise
+        return frozen
+
+    def _close_lost(self, stale: _StaleTrialHandler, runs: _TrialRuns | None) -> None:
+        for lost in stale.drain():
+            if runs is not None:
+                runs.close_lost(lost, self._grace())
+
+    def _grace(self) -> float | None:
+        if self.heartbeat_interval is None:
+            return None
+        return float(self.grace_period or 2 * self.heartbeat_interval)
+
+    def _wrap_up(
+        self,
+        study: optuna.Study,
+        handle: StorageHandle,
+        stale: _StaleTrialHandler,
+        runs: _TrialRuns | None,
+        parent: ParentRun | None,
+        interrupted: bool,
+    ) -> StudySummary:
+        """Close the parent run if this worker is the last one out; else refresh it."""
+        self._close_lost(stale, runs)
+        if parent is None:
+            return summarize_study(study)
+        try:
+            with handle.lock():
+                summary = summarize_study(study)
+                if runs is not None:
+                    for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+                        runs.close_lost(trial, self._grace())
+                if summary.running == 0 and summary.waiting == 0:
+                    return parent.finish(study, status="KILLED" if interrupted else "FINISHED")
+                return parent.update(study, plots=True)
+        except Exception:  # never hide the study's own result or exception
+            _log.warning("could not write the final HPO summary", exc_info=True)
+            return summarize_study(study)
+
+
+def load_best_params(
+    study_name: str,
+    *,
+    storage: str | optuna.storages.BaseStorage | None = None,
+    tracking_uri: str | None = None,
+    experiment_name: str | None = None,
+) -> dict[str, Any]:
+    """Best params of a finished study, from its Optuna storage or its MLflow parent run.
+
+    The storage is read when given (exact, typed values). Otherwise the latest parent run
+    ``HPO_<study_name>`` in ``experiment_name`` is read (its ``hpo.best_params`` JSON tag),
+    which also works for in-memory studies, whose storage is gone.
+
+    Args:
+        study_name: The study.
+        storage: Its storage (None: use MLflow).
+        tracking_uri: MLflow store holding the parent run.
+        experiment_name: Experiment of the parent run (default ``hpo_<study_name>``).
+
+    Returns:
+        ``{name: value}``.
+
+    Raises:
+        ValueError: No such study/run, or it has no completed trial.
+    """
+    import json
+
+    if storage is not None:
+        handle = open_storage(storage, study_name, heartbeat_interval=None)
+        try:
+            study = optuna.load_study(study_name=study_name, storage=handle.storage)
+        except KeyError:
+            raise ValueError(f"no study {study_name!r} in {handle.description}") from None
+        summary = summarize_study(study)
+        if summary.best_trial_number is None:
+            raise ValueError(f"study {study_name!r} has no completed trial yet")
+        return dict(summary.best_params)
+    if tracking_uri is None:
+        raise ValueError(
+            f"cannot find the best params of study {study_name!r}: give its storage "
+            "(stage.source_storage) or an MLflow tracking store that holds its parent run"
+        )
+    client = MlflowClient(tracking_uri)
+    experiment = experiment_name or f"hpo_{study_name}"
+    found = client.get_experiment_by_name(experiment)
+    runs = (
+        client.search_runs(
+            [found.experiment_id],
+            filter_string=f"tags.`mlflow.runName` = 'HPO_{study_name}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=20,
+        )
+        if found is not None
+        else []
+    )
+    for run in runs:
+        best = json.loads(run.data.tags.get("hpo.best_params") or "{}")
+        if best:
+            return dict(best)
+    raise ValueError(
+        f"no parent run HPO_{study_name} with a completed trial in experiment {experiment!r} "
+        f"of {tracking_uri}; run that stage first (or set stage.source_storage)"
+    )

@@ -1,0 +1,81 @@
+"""The `predict` job: a CSV of posts in, per-criterion probabilities and decisions out.
+
+The output holds ids, probabilities and 0/1 decisions only, never the post text.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+
+INPUT_COLUMNS: tuple[str, ...] = ("post_id", "text", "criterion_id")
+"""Columns read from the input CSV: ``text`` is required, the others optional."""
+
+OUTPUT_COLUMNS: tuple[str, ...] = ("post_id", "criterion_id", "probability", "prediction")
+
+
+def predict_file(
+    model_uri: str,
+    input_path: str | Path,
+    output_path: str | Path,
+    tracking_uri: str | None = None,
+    *,
+    threshold: float | None = None,
+) -> Path:
+    """Score every post of a CSV against the criteria with a logged or registered model.
+
+    Args:
+        model_uri: Any MLflow model URI of a criteria pyfunc, e.g.
+            ``models:/criteria_classifier@production``, ``models:/criteria_classifier/3``,
+            ``runs:/<run_id>/model`` or a local folder.
+        input_path: CSV with ``post_id,text`` (optionally ``criterion_id`` to score
+            one criterion per row). All values are read as strings.
+        output_path: CSV to write: ``post_id,criterion_id,probability,prediction``.
+        tracking_uri: The store (and registry) to resolve ``models:/``/``runs:/`` URIs
+            in; ``None`` uses MLflow's current one.
+        threshold: Decision threshold; ``None`` uses the one stored with the model.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: The input file is missing, has no ``text`` column, or the
+            model does not return per-criterion predictions.
+
+    Example:
+        >>> predict_file("models:/criteria_classifier@production", "posts.csv",  # doctest: +SKIP
+        ...              "predictions.csv", tracking_uri="sqlite:///mlflow.db")
+        PosixPath('predictions.csv')
+    """
+    input_path, output_path = Path(input_path), Path(output_path)
+    if not input_path.is_file():
+        raise ValueError(f"input file {input_path} does not exist (expected a CSV: post_id,text)")
+    posts = pd.read_csv(input_path, dtype=str, keep_default_na=False)
+    if "text" not in posts.columns:
+        raise ValueError(
+            f"{input_path} needs a 'text' column (and usually 'post_id'); "
+            f"got columns {list(posts.columns)}"
+        )
+    posts = posts[[c for c in INPUT_COLUMNS if c in posts.columns]]
+    params = None if threshold is None else {"threshold": float(threshold)}
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=model_uri,
+            dst_path=tmp,
+            tracking_uri=tracking_uri,
+            registry_uri=tracking_uri,
+        )
+        model = mlflow.pyfunc.load_model(local)
+        predictions = pd.DataFrame(model.predict(posts, params=params))
+    missing = [c for c in OUTPUT_COLUMNS if c not in predictions.columns]
+    if missing:
+        raise ValueError(
+            f"model {model_uri} returned columns {list(predictions.columns)}, not "
+            f"{list(OUTPUT_COLUMNS)}: is it a criteria model (log_criteria_model)?"
+        )
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    predictions[list(OUTPUT_COLUMNS)].to_csv(output_path, index=False)
+    return output_path

@@ -1,0 +1,231 @@
+"""The `train` job: config -> data, model, optimizer -> Trainer, inside an MLflow run.
+
+`train_from_config` trains inside the caller's active run (the HPO objective
+uses it for each trial); `run_train` is the CLI job that owns the run: it
+names it, logs params and config.yaml, the model, and prints a summary.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from psy_agents_noaug.config import config_to_dict, flatten_params
+from psy_agents_noaug.training.train_loop import EpochCallback, Trainer
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` -> cuda when available, else cpu; explicit cuda without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={name!r} but no CUDA GPU is visible; use device=cpu or auto")
+    return torch.device(name)
+
+
+def build_optimizer(model: nn.Module, opt_cfg: Any) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if opt_cfg.name == "adamw":
+        return torch.optim.AdamW(params, lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
+    if opt_cfg.name == "adam":
+        return torch.optim.Adam(params, lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
+    return torch.optim.SGD(params, lr=opt_cfg.lr, momentum=0.9, weight_decay=opt_cfg.weight_decay)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, sched_cfg: Any, total_steps: int) -> Any:
+    from transformers import get_scheduler
+
+    name = "constant_with_warmup" if sched_cfg.name == "constant" else sched_cfg.name
+    warmup = int(sched_cfg.warmup_ratio * total_steps)
+    return get_scheduler(
+        name, optimizer, num_warmup_steps=warmup, num_training_steps=max(total_steps, 1)
+    )
+
+
+def load_splits(cfg: DictConfig) -> Any:
+    """The (post, criterion) pairs split by post id, from the configured CSVs or the sample."""
+    from psy_agents_noaug.data.pairs import build_criteria_pairs, split_by_post
+    from psy_agents_noaug.data.redsm5 import load_redsm5
+    from psy_agents_noaug.data.sample import sample_paths
+
+    if cfg.data.posts_path is None:
+        posts_path, annotations_path = sample_paths()
+    else:
+        posts_path, annotations_path = Path(cfg.data.posts_path), Path(cfg.data.annotations_path)
+    data = load_redsm5(posts_path, annotations_path)
+    if data.dropped:
+        log.warning("dropped %d annotation rows: %s", len(data.dropped), "; ".join(data.dropped[:5]))
+    pairs = build_criteria_pairs(data)
+    return split_by_post(
+        pairs,
+        val_fraction=cfg.data.val_fraction,
+        test_fraction=cfg.data.test_fraction,
+        seed=cfg.seed,
+    )
+
+
+def train_from_config(
+    cfg: DictConfig, *, epoch_end_callback: EpochCallback | None = None
+) -> dict[str, Any]:
+    """Train one model from `cfg` inside the caller's active MLflow run (if any).
+
+    Logs params (dotted config keys), ``config.yaml`` and every Trainer metric into
+    the active run; never ends a run it did not start. With ``mlflow.enabled=false``
+    nothing is tracked.
+
+    Returns:
+        The Trainer's results (``best_val_f1_macro``, ``best_epoch``, ``total_steps``, …)
+        plus ``model`` and ``tokenizer`` for callers that want to save them.
+    """
+    from transformers import set_seed
+
+    from psy_agents_noaug.data.dataset import build_dataloaders
+    from psy_agents_noaug.models.factory import build_model
+
+    set_seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    splits = load_splits(cfg)
+    model, tokenizer = build_model(cfg.model, cfg.task.num_labels, seed=cfg.seed)
+    train_loader, val_loader, _ = build_dataloaders(
+        splits,
+        tokenizer,
+        max_length=cfg.model.max_length,
+        batch_size=cfg.training.batch_size,
+        eval_batch_size=cfg.training.eval_batch_size,
+        seed=cfg.seed,
+        num_workers=cfg.training.num_workers,
+    )
+    optimizer = build_optimizer(model, cfg.training.optimizer)
+    steps_per_epoch = -(-len(train_loader) // cfg.training.gradient_accumulation_steps)
+    scheduler = build_scheduler(
+        optimizer, cfg.training.scheduler, steps_per_epoch * cfg.training.num_epochs
+    )
+    track = bool(cfg.mlflow.enabled)
+    if track:
+        _log_config(cfg)
+    trainer = Trainer(
+        model,
+        train_loader,
+        val_loader,
+        optimizer,
+        nn.CrossEntropyLoss(),
+        device,
+        num_epochs=cfg.training.num_epochs,
+        logging_steps=cfg.training.logging_steps,
+        log_system_metrics=cfg.training.log_system_metrics,
+        system_metrics_interval=cfg.training.system_metrics_interval,
+        scheduler=scheduler,
+        gradient_accumulation_steps=cfg.training.gradient_accumulation_steps,
+        max_grad_norm=cfg.training.max_grad_norm,
+        use_amp=cfg.training.amp,
+        early_stopping_patience=cfg.training.early_stopping.patience,
+        early_stopping_metric=cfg.training.early_stopping.metric,
+        early_stopping_mode=cfg.training.early_stopping.mode,
+        save_dir=cfg.training.save_dir,
+        epoch_end_callback=epoch_end_callback,
+        config=config_to_dict(cfg),
+        track=track,
+        progress=cfg.progress,
+    )
+    results = trainer.train()
+    results.update(model=model, tokenizer=tokenizer, trainer=trainer)
+    return results
+
+
+def _log_config(cfg: DictConfig) -> None:
+    """Dotted config keys as params and the resolved config as `config.yaml`."""
+    import mlflow
+    from mlflow.entities import Param
+
+    run = mlflow.active_run()
+    if run is None:
+        return
+    client = mlflow.MlflowClient()
+    params = [Param(k, v[:6000]) for k, v in flatten_params(cfg).items()]
+    for i in range(0, len(params), 100):
+        client.log_batch(run.info.run_id, params=params[i : i + 100])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "config.yaml"
+        path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        client.log_artifact(run.info.run_id, str(path))
+
+
+def default_run_name(cfg: DictConfig) -> str:
+    return f"{cfg.task.name}_{cfg.model.name}_{dt.date.today().isoformat()}"
+
+
+def run_train(cfg: DictConfig) -> dict[str, Any]:
+    """The CLI `train` job: owns the run `<task>_<encoder>_<date>` in `training_<task>`."""
+    import mlflow
+
+    from psy_agents_noaug.utils import metric_sink
+    from psy_agents_noaug.utils.run_lifecycle import end_run
+    from psy_agents_noaug.utils.tracking import check_store, setup_experiment
+
+    if not cfg.mlflow.enabled:
+        return train_from_config(cfg)
+    check_store(cfg.mlflow.tracking_uri)
+    metric_sink.prestart(cfg.mlflow.tracking_uri, cfg.mlflow.journal_dir)
+    experiment = cfg.mlflow.experiment_name or f"training_{cfg.task.name}"
+    setup_experiment(cfg.mlflow.tracking_uri, experiment)
+    run = mlflow.start_run(run_name=cfg.mlflow.run_name or default_run_name(cfg))
+    sink = metric_sink.get_sink(run.info.run_id, journal_dir=cfg.mlflow.journal_dir)
+    sink.own_run()
+    mlflow.set_tags({"task": cfg.task.name, "encoder": cfg.model.encoder_name})
+    status = "FAILED"
+    try:
+        results = train_from_config(cfg)
+        _log_model(results, cfg)
+        if cfg.register:
+            results["model_version"] = _register(results, cfg)
+        status = "FAILED" if results.get("stop_reason") == "non_finite_loss" else "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        sink.flush()
+        end_run(status, sink)
+    results["run_id"] = run.info.run_id
+    results["experiment_name"] = experiment
+    return results
+
+
+def _log_model(results: dict[str, Any], cfg: DictConfig) -> None:
+    """The text-in, probabilities-out model as the run's `model/` artifact."""
+    try:
+        from psy_agents_noaug.models.serving import log_criteria_model
+    except ImportError:  # serving not available: log plain PyTorch weights instead
+        from psy_agents_noaug.utils.mlflow_utils import save_model_to_mlflow
+
+        save_model_to_mlflow(results["model"], artifact_path="model")
+        return
+    best = results.get("checkpoint_path")
+    model = results["model"]
+    if best:
+        state = torch.load(best, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model_state_dict"])
+    log_criteria_model(model.cpu(), results["tokenizer"], config_to_dict(cfg)["model"])
+
+
+def _register(results: dict[str, Any], cfg: DictConfig) -> Any:
+    import mlflow
+
+    from psy_agents_noaug.jobs.register import register_from_run
+
+    run = mlflow.active_run()
+    assert run is not None
+    return register_from_run(
+        run.info.run_id,
+        name=f"{cfg.task.name}_classifier",
+        stage="Staging",
+        tracking_uri=cfg.mlflow.tracking_uri,
+    )

@@ -1,0 +1,474 @@
+"""The training loop, with the spec's step, epoch, system and final metrics.
+
+Read top to bottom: `train()` sets up tracking, runs epochs (`_train_epoch`,
+`evaluate`), keeps the best checkpoint, and ends with the `final/*` summary.
+Every metric goes through the metric sink, so the loop never waits on the
+store and never forces a device sync to log: step values are queued as device
+tensors and read back off this thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from psy_agents_noaug.training.early_stopping import EarlyStopping
+from psy_agents_noaug.training.metrics import classification_metrics
+
+log = logging.getLogger(__name__)
+
+EpochCallback = Callable[[int, dict[str, float]], None]
+CHECKPOINT_NAME = "best_checkpoint.pt"
+
+
+class TrainingTerminated(KeyboardInterrupt):
+    """SIGTERM arrived: treated like Ctrl-C (the run ends KILLED, metrics kept)."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; training cannot continue meaningfully."""
+
+
+class _NullSink:
+    """Stand-in when tracking is off: accepts everything, stores nothing."""
+
+    run_id = None
+
+    def log(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def log_dict(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return True
+
+
+class Trainer:
+    """Train a classifier and log everything to MLflow at near-zero cost.
+
+    Works inside the caller's active MLflow run, or starts (and ends) its own
+    when none is active. Existing calls without the new parameters keep working.
+
+    Args:
+        model: Called with the batch's inputs (labels excluded); returns logits or an
+            object with ``.logits``.
+        train_loader: Batches as dicts with a ``labels`` key, or ``(inputs, labels)`` pairs.
+        val_loader: Same format; evaluated after every epoch.
+        optimizer: Any torch optimizer.
+        criterion: Loss function ``criterion(logits, labels)``.
+        device: ``"cpu"``, ``"cuda"``, or a ``torch.device``.
+        num_epochs: Maximum number of epochs.
+        logging_steps: Log ``train/*`` every N optimizer steps.
+        log_system_metrics: Sample ``system/*`` metrics (CPU, memory, GPU).
+        system_metrics_interval: Sample system metrics every N optimizer steps.
+        scheduler: Optional LR scheduler, stepped once per optimizer step.
+        gradient_accumulation_steps: Micro-batches per optimizer step.
+        max_grad_norm: Clip the gradient norm to this value (None: no clipping).
+        use_amp: Mixed precision (bf16/fp16 autocast); only takes effect on CUDA.
+        early_stopping_patience: Epochs without improvement before stopping (0: never).
+        early_stopping_metric: Validation metric that defines "best" (e.g. ``val_f1_macro``).
+        early_stopping_mode: ``"max"`` or ``"min"``.
+        save_dir: Folder for ``best_checkpoint.pt`` (None: a temporary folder).
+        epoch_end_callback: ``fn(epoch, val_metrics)`` after each epoch (e.g. HPO pruning);
+            exceptions it raises propagate after all metrics are flushed.
+        config: Plain dict stored inside the checkpoint (what is needed to rebuild the model).
+        track: Log to MLflow (False: train without any tracking).
+        progress: Show a progress bar per epoch.
+
+    Example:
+        >>> trainer = Trainer(model, train_loader, val_loader, optimizer,  # doctest: +SKIP
+        ...                   criterion, "cpu", num_epochs=2, logging_steps=10)
+        >>> trainer.train()["best_val_f1_macro"]  # doctest: +SKIP
+        0.84
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        train_loader: Any,
+        val_loader: Any,
+        optimizer: torch.optim.Optimizer,
+        criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        device: str | torch.device = "cpu",
+        num_epochs: int = 10,
+        logging_steps: int = 50,
+        log_system_metrics: bool = False,
+        system_metrics_interval: int = 10,
+        *,
+        scheduler: Any | None = None,
+        gradient_accumulation_steps: int = 1,
+        max_grad_norm: float | None = None,
+        use_amp: bool = False,
+        early_stopping_patience: int = 0,
+        early_stopping_metric: str = "val_f1_macro",
+        early_stopping_mode: str = "max",
+        save_dir: str | Path | None = None,
+        epoch_end_callback: EpochCallback | None = None,
+        config: Mapping[str, Any] | None = None,
+        track: bool = True,
+        progress: bool = False,
+    ) -> None:
+        for name, value, low in (
+            ("num_epochs", num_epochs, 1),
+            ("logging_steps", logging_steps, 1),
+            ("system_metrics_interval", system_metrics_interval, 1),
+            ("gradient_accumulation_steps", gradient_accumulation_steps, 1),
+            ("early_stopping_patience", early_stopping_patience, 0),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if max_grad_norm is not None and max_grad_norm <= 0:
+            raise ValueError(f"max_grad_norm must be > 0 or None, got {max_grad_norm}")
+        if not early_stopping_metric.startswith("val_"):
+            raise ValueError(
+                f"early_stopping_metric must name a validation metric such as 'val_f1_macro', "
+                f"got {early_stopping_metric!r}"
+            )
+        self.model = model
+        self.train_loader = train_loader
+        self.val_loader = val_loader
+        self.optimizer = optimizer
+        self.criterion = criterion
+        self.device = torch.device(device)
+        self.num_epochs = num_epochs
+        self.logging_steps = logging_steps
+        self.log_system_metrics = log_system_metrics
+        self.system_metrics_interval = system_metrics_interval
+        self.scheduler = scheduler
+        self.accum = gradient_accumulation_steps
+        self.max_grad_norm = max_grad_norm
+        self.use_amp = use_amp and self.device.type == "cuda"
+        self.early_stopping = EarlyStopping(early_stopping_patience, early_stopping_mode)
+        self.early_stopping_metric = early_stopping_metric
+        self.save_dir = Path(save_dir) if save_dir is not None else None
+        self.epoch_end_callback = epoch_end_callback
+        self.config = dict(config) if config is not None else None
+        self.track = track
+        self.progress = progress
+        self.global_step = 0
+        self.history: list[dict[str, float]] = []
+        self.run_id: str | None = None
+        self._sink: Any = _NullSink()
+        self._system: Any = None
+        self._amp_dtype = (
+            torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
+        )
+        self._scaler = torch.amp.GradScaler(
+            "cuda", enabled=self.use_amp and self._amp_dtype == torch.float16
+        )
+
+    # ------------------------------------------------------------------ public API
+    def train(self) -> dict[str, Any]:
+        """Run training; returns ``best_val_f1_macro``, ``best_epoch``, ``total_steps``, …"""
+        with self._tracking() as owned, _sigterm_as_interrupt():
+            status = "FAILED"
+            try:
+                results = self._fit()
+                status = "FAILED" if results.get("stop_reason") == "non_finite_loss" else "FINISHED"
+                return results
+            except KeyboardInterrupt:
+                status = "KILLED"
+                raise
+            finally:
+                self._finish_tracking(owned, status)
+
+    @torch.no_grad()
+    def evaluate(self, loader: Any = None, prefix: str = "val_") -> dict[str, float]:
+        """Loss and classification metrics on a loader (the validation loader by default)."""
+        loader = self.val_loader if loader is None else loader
+        self.model.eval()
+        loss_sum = torch.zeros((), device=self.device)
+        n = 0
+        all_probs, all_labels = [], []
+        for batch in loader:
+            inputs, labels = self._split(batch)
+            with self._autocast():
+                logits = _logits(
+                    self.model(**inputs) if isinstance(inputs, dict) else self.model(inputs)
+                )
+            loss_sum += self.criterion(logits.float(), labels) * labels.shape[0]
+            n += labels.shape[0]
+            all_probs.append(torch.softmax(logits.float(), dim=-1))
+            all_labels.append(labels)
+        if n == 0:
+            raise ValueError("the evaluation loader is empty")
+        probs = torch.cat(all_probs).cpu().numpy()  # one device->host copy per evaluation
+        labels_np = torch.cat(all_labels).cpu().numpy()
+        metrics = classification_metrics(labels_np, probs, prefix=prefix)
+        metrics[f"{prefix}loss"] = float(loss_sum.item() / n)
+        return metrics
+
+    # ------------------------------------------------------------------ the loop
+    def _fit(self) -> dict[str, Any]:
+        self.model.to(self.device)
+        save_dir = self.save_dir or Path(tempfile.mkdtemp(prefix="psy-agents-ckpt-"))
+        save_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint_path = save_dir / CHECKPOINT_NAME
+        best_epoch, best_metrics = 0, {}
+        stop_reason = None
+        epoch = 0
+        for epoch in range(1, self.num_epochs + 1):
+            started = time.perf_counter()
+            try:
+                train_metrics = self._train_epoch(epoch)
+            except NonFiniteLossError as exc:
+                log.error("%s", exc)
+                stop_reason = "non_finite_loss"
+                self._stop_message = str(exc)
+                break
+            val_metrics = self.evaluate()
+            epoch_metrics = {
+                **train_metrics,
+                **val_metrics,
+                "duration_seconds": time.perf_counter() - started,
+            }
+            self._sink.log_dict({f"epoch/{k}": v for k, v in epoch_metrics.items()}, step=epoch)
+            self.history.append({"epoch": epoch, **epoch_metrics})
+            monitored = val_metrics.get(self.early_stopping_metric, math.nan)
+            if self.early_stopping.update(monitored):
+                best_epoch, best_metrics = epoch, val_metrics
+                self._save_checkpoint(checkpoint_path, epoch, monitored)
+            if self.epoch_end_callback is not None:
+                self.epoch_end_callback(epoch, dict(val_metrics))
+            if self.early_stopping.should_stop:
+                stop_reason = "early_stopping"
+                break
+        results = {
+            "best_val_f1_macro": best_metrics.get("val_f1_macro", math.nan),
+            "best_epoch": best_epoch,
+            "total_epochs": epoch if stop_reason != "non_finite_loss" else epoch - 1,
+            "total_steps": self.global_step,
+            "early_stopped": stop_reason is not None,
+            "stop_reason": stop_reason,
+            "best_metrics": best_metrics,
+            "checkpoint_path": str(checkpoint_path) if checkpoint_path.exists() else None,
+            "history": self.history,
+            "run_id": self.run_id,
+        }
+        final = {f"final/best_{k}": v for k, v in best_metrics.items()}
+        final.update(
+            {
+                "final/best_val_f1_macro": results["best_val_f1_macro"],
+                "final/best_epoch": best_epoch,
+                "final/total_epochs": results["total_epochs"],
+                "final/total_steps": self.global_step,
+                "final/early_stopped": float(results["early_stopped"]),
+            }
+        )
+        self._sink.log_dict(final, step=self.global_step)
+        if stop_reason == "non_finite_loss":
+            results["message"] = self._stop_message
+        if self.track and self.run_id and checkpoint_path.exists():
+            self._log_artifact(checkpoint_path, "checkpoints")
+        return results
+
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        seen = 0
+        step_loss = torch.zeros((), device=self.device)
+        step_correct = torch.zeros((), device=self.device, dtype=torch.long)
+        step_seen = 0
+        micro = 0
+        step_started = time.perf_counter()
+        check_every = 1 if self.device.type == "cpu" else self.logging_steps
+        self.optimizer.zero_grad(set_to_none=True)
+        for batch in self._progress(self.train_loader, epoch):
+            inputs, labels = self._split(batch)
+            with self._autocast():
+                logits = _logits(
+                    self.model(**inputs) if isinstance(inputs, dict) else self.model(inputs)
+                )
+                loss = self.criterion(logits.float(), labels)
+            self._scaler.scale(loss / self.accum).backward()
+            detached = loss.detach()
+            batch_correct = (logits.detach().argmax(dim=-1) == labels).sum()
+            step_loss += detached * labels.shape[0]
+            step_correct += batch_correct
+            step_seen += labels.shape[0]
+            micro += 1
+            if micro % self.accum:
+                continue
+            self._optimizer_step()
+            self.global_step += 1
+            loss_sum += step_loss
+            correct += step_correct
+            seen += step_seen
+            if self.global_step % check_every == 0 and not torch.isfinite(step_loss):
+                raise NonFiniteLossError(
+                    f"training stopped: the loss became {step_loss.item() / step_seen} at step "
+                    f"{self.global_step} (epoch {epoch}); lower the learning rate or set "
+                    "a max_grad_norm"
+                )
+            if self.global_step % self.logging_steps == 0:
+                now = time.perf_counter()
+                self._sink.log_dict(
+                    {
+                        "train/loss_step": step_loss / step_seen,
+                        "train/accuracy_step": step_correct / step_seen,
+                        "train/learning_rate": self.optimizer.param_groups[0]["lr"],
+                        "train/batch_time_seconds": now - step_started,
+                    },
+                    step=self.global_step,
+                )
+            if self._system is not None and self.global_step % self.system_metrics_interval == 0:
+                self._system.request_sample(self.global_step, run_id=self.run_id)
+            step_loss = torch.zeros((), device=self.device)
+            step_correct = torch.zeros((), device=self.device, dtype=torch.long)
+            step_seen = 0
+            step_started = time.perf_counter()
+        if micro % self.accum:  # a last partial accumulation still updates the weights
+            self._optimizer_step()
+            self.global_step += 1
+            loss_sum += step_loss
+            correct += step_correct
+            seen += step_seen
+        if seen == 0:
+            raise ValueError("the training loader is empty")
+        epoch_loss = loss_sum.item() / seen  # one sync per epoch
+        if not math.isfinite(epoch_loss):
+            raise NonFiniteLossError(
+                f"training stopped: the loss became {epoch_loss} in epoch {epoch}; lower the "
+                "learning rate or set a max_grad_norm"
+            )
+        return {"train_loss": epoch_loss, "train_accuracy": correct.item() / seen}
+
+    def _optimizer_step(self) -> None:
+        if self.max_grad_norm is not None:
+            self._scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
+        self._scaler.step(self.optimizer)
+        self._scaler.update()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    # ------------------------------------------------------------------ helpers
+    def _split(self, batch: Any) -> tuple[Any, torch.Tensor]:
+        if isinstance(batch, Mapping):
+            inputs = {
+                k: v.to(self.device, non_blocking=True) for k, v in batch.items() if k != "labels"
+            }
+            return inputs, batch["labels"].to(self.device, non_blocking=True)
+        inputs, labels = batch
+        return inputs.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.use_amp:
+            return torch.autocast("cuda", dtype=self._amp_dtype)
+        return contextlib.nullcontext()
+
+    def _progress(self, loader: Any, epoch: int) -> Any:
+        if not self.progress:
+            return loader
+        from tqdm.auto import tqdm
+
+        return tqdm(loader, desc=f"epoch {epoch}/{self.num_epochs}", leave=True, unit="batch")
+
+    def _save_checkpoint(self, path: Path, epoch: int, metric: float) -> None:
+        """A plain dict with what is needed to resume or rebuild (loadable weights_only)."""
+        tmp = path.with_suffix(".tmp")
+        torch.save(
+            {
+                "model_state_dict": self.model.state_dict(),
+                "optimizer_state_dict": self.optimizer.state_dict(),
+                "epoch": epoch,
+                "global_step": self.global_step,
+                "best_metric": float(metric),
+                "metric_name": self.early_stopping_metric,
+                "config": self.config,
+            },
+            tmp,
+        )
+        tmp.replace(path)
+
+    # ------------------------------------------------------------------ tracking
+    @contextlib.contextmanager
+    def _tracking(self) -> Iterator[bool]:
+        """Attach to the active run (or start one) and to the metric sink."""
+        if not self.track:
+            yield False
+            return
+        import mlflow
+
+        from psy_agents_noaug.utils.metric_sink import get_sink
+
+        owned = mlflow.active_run() is None
+        run = mlflow.start_run() if owned else mlflow.active_run()
+        assert run is not None
+        self.run_id = run.info.run_id
+        self._sink = get_sink(self.run_id)
+        if owned:
+            self._sink.own_run()
+        if self.log_system_metrics:
+            self._system = _make_system_logger(self.device)
+        yield owned
+
+    def _finish_tracking(self, owned: bool, status: str) -> None:
+        if self._system is not None:
+            with contextlib.suppress(Exception):
+                self._system.close()
+            self._system = None
+        if not self.track:
+            return
+        result = self._sink.flush()
+        if not result:
+            log.warning(
+                "some metrics are journaled, not yet in the store: %s",
+                getattr(result, "journals", []),
+            )
+        if owned:
+            from psy_agents_noaug.utils.run_lifecycle import end_run
+
+            end_run(status, self._sink)
+
+    def _log_artifact(self, path: Path, artifact_path: str) -> None:
+        import mlflow
+
+        try:
+            mlflow.MlflowClient().log_artifact(self.run_id, str(path), artifact_path)
+        except Exception as exc:  # the checkpoint stays on disk; say where
+            log.warning(
+                "could not upload %s to the run (%s); it is kept at %s", path.name, exc, path
+            )
+
+
+def _logits(output: Any) -> torch.Tensor:
+    return output.logits if hasattr(output, "logits") else output
+
+
+def _make_system_logger(device: torch.device) -> Any:
+    from psy_agents_noaug.utils.system_metrics import SystemMetricsLogger
+
+    gpu_index = device.index or 0
+    return SystemMetricsLogger(log_cpu=True, log_gpu=device.type == "cuda", gpu_device=gpu_index)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While training on the main thread, SIGTERM ends the run as KILLED, like Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise TrainingTerminated("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

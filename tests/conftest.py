@@ -1,0 +1,62 @@
+"""Shared fixtures: a real sqlite MLflow store per test, small ReDSM5 CSVs, tiny configs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture
+def tracking_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh sqlite store in tmp_path; the test runs with tmp_path as cwd."""
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PSY_AGENTS_JOURNAL_DIR", str(tmp_path / "journal"))
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    mlflow.set_tracking_uri(uri)
+    yield uri
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+    mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture(scope="session")
+def small_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The first 40 posts of the bundled sample, as ReDSM5 CSVs (fast to train on)."""
+    from psy_agents_noaug.data.sample import sample_paths
+
+    posts_src, ann_src = sample_paths()
+    out = tmp_path_factory.mktemp("small_data")
+    posts = pd.read_csv(posts_src).head(40)
+    ann = pd.read_csv(ann_src)
+    ann = ann[ann["post_id"].isin(posts["post_id"])]
+    posts.to_csv(out / "posts.csv", index=False)
+    ann.to_csv(out / "annotations.csv", index=False)
+    return out / "posts.csv", out / "annotations.csv"
+
+
+@pytest.fixture
+def tiny_overrides(small_data: tuple[Path, Path], tracking_uri: str) -> list[str]:
+    """Overrides for a seconds-long tiny-model run on the small data, tracked in tmp."""
+    posts, ann = small_data
+    return [
+        "model=tiny",
+        "model.max_length=64",
+        "training.num_epochs=2",
+        "training.batch_size=16",
+        "training.logging_steps=1",
+        "training.system_metrics_interval=5",
+        f"data.posts_path={posts}",
+        f"data.annotations_path={ann}",
+        f"mlflow.tracking_uri={tracking_uri}",
+        "progress=false",
+    ]

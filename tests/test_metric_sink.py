@@ -1,0 +1,88 @@
+"""The metric sink: exact counts, tensors, unreachable stores, journals and `sync`."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import mlflow
+import torch
+from mlflow import MlflowClient
+
+from psy_agents_noaug.cli import main as cli_main
+from psy_agents_noaug.jobs.sync import sync_journal
+from psy_agents_noaug.utils.metric_sink import get_sink
+
+BROKEN_URI = "sqlite:////proc/psy-agents-no-such-dir/mlflow.db"
+
+
+def _history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
+    return [(m.step, m.value) for m in MlflowClient(uri).get_metric_history(run_id, key)]
+
+
+def test_every_point_logged_is_read_back_exactly(tracking_uri: str) -> None:
+    with mlflow.start_run() as run:
+        sink = get_sink()
+        for step in range(3000):
+            sink.log_dict({"a": torch.tensor(float(step)), "b": step, "c": 0.25}, step=step)
+        result = sink.flush()
+    assert result.stored and result.journaled == 0
+    for key in ("a", "b", "c"):
+        history = _history(tracking_uri, run.info.run_id, key)
+        assert len(history) == 3000
+    assert sorted(_history(tracking_uri, run.info.run_id, "a"))[-1] == (2999, 2999.0)
+
+
+def test_nan_values_are_kept(tracking_uri: str) -> None:
+    with mlflow.start_run() as run:
+        sink = get_sink()
+        sink.log("loss", float("nan"), step=1)
+        sink.log("loss", torch.tensor(float("inf")), step=2)
+        assert sink.flush()
+    values = dict(_history(tracking_uri, run.info.run_id, "loss"))
+    assert math.isnan(values[1])
+    assert values[2] > 1e308  # MLflow stores +inf as the largest float
+
+
+def test_unreachable_store_journals_then_sync_uploads_exactly_once(tracking_uri: str) -> None:
+    client = MlflowClient(tracking_uri)
+    run = client.create_run(client.create_experiment("sync"))
+    run_id = run.info.run_id
+    sink = get_sink(run_id, tracking_uri=BROKEN_URI)
+    for step in range(2500):
+        sink.log("train/loss_step", torch.tensor(1.0 / (step + 1)), step=step)
+    sink.end_run("FINISHED")
+    result = sink.flush()
+    assert not result.stored
+    assert len(result.journals) == 1
+    journal = Path(result.journals[0])
+    assert journal.exists()
+
+    assert cli_main(["sync", str(journal), f"tracking_uri={tracking_uri}"]) == 0
+    assert len(_history(tracking_uri, run_id, "train/loss_step")) == 2500
+    assert client.get_run(run_id).info.status == "FINISHED"
+    # A second sync is a no-op: nothing is doubled.
+    assert "already synced" in sync_journal(journal, tracking_uri=tracking_uri)
+    assert len(_history(tracking_uri, run_id, "train/loss_step")) == 2500
+
+
+def test_interrupted_sync_resumes_without_doubling(tracking_uri: str) -> None:
+    from psy_agents_noaug.utils import journal as jr
+
+    client = MlflowClient(tracking_uri)
+    run_id = client.create_run(client.create_experiment("resume")).info.run_id
+    path = jr.journal_path(Path("journal"), run_id)
+    points = [jr.Point("m", float(i), i, 1_700_000_000_000 + i) for i in range(2500)]
+    jr.append_points(path, run_id, tracking_uri, points)
+    journal = jr.Journal.read(path)
+    first_end, first_chunk, _ = next(journal.chunks(0))
+    client.log_batch(run_id, metrics=[mlflow.entities.Metric(p.key, p.value, p.timestamp_ms,
+                                                             p.step) for p in first_chunk])
+    journal.mark_uploaded(first_end)  # as if the previous sync died after one batch
+    sync_journal(path, tracking_uri=tracking_uri)
+    assert len(_history(tracking_uri, run_id, "m")) == 2500
+
+
+def test_sync_of_a_missing_journal_is_a_clear_error(tracking_uri: str, capsys) -> None:
+    assert cli_main(["sync", "nope.journal.jsonl"]) == 2
+    assert "journal not found" in capsys.readouterr().err
