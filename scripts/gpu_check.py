@@ -24,12 +24,13 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 GIB = float(1 << 30)
+TORCH_NAMES = {"gpu_memory_allocated_gb", "gpu_memory_reserved_gb", "gpu_memory_peak_allocated_gb"}
 
 
 def find_gpu(device: int) -> str | None:
@@ -152,7 +153,15 @@ def gpu_busy(device: int) -> Iterator[Callable[[], None]]:
         worker.join()
 
 
-def print_table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> None:
+def sample_now(logger: Any, step: int = 0, prefix: str = "system") -> dict[str, float]:
+    """``log_metrics`` with no MLflow run: the values come back and nothing is logged."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*no active MLflow run.*")
+        values: dict[str, float] = logger.log_metrics(step=step, prefix=prefix)
+    return values
+
+
+def print_table(rows: Sequence[tuple[str, ...]], header: tuple[str, ...]) -> None:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     line = "  ".join("-" * w for w in widths)
     print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
@@ -172,23 +181,14 @@ def compare(device: int) -> tuple[dict[str, float], list[str]]:
 
     problems: list[str] = []
     with SystemMetricsLogger(log_disk=True, log_network=True, gpu_device=device) as logger:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*no active MLflow run.*")
-            logged = logger.log_metrics(step=0, prefix="")
+        logged = sample_now(logger, prefix="")
         direct, refused = direct_readings(device)
     names = sorted(set(logged) | set(direct))
     rows = []
     for name in names:
-        source = (
-            "torch.cuda"
-            if name
-            in {
-                "gpu_memory_allocated_gb",
-                "gpu_memory_reserved_gb",
-                "gpu_memory_peak_allocated_gb",
-            }
-            else ("NVML" if name in direct else "psutil")
-        )
+        source = "psutil"
+        if name in direct:
+            source = "torch.cuda" if name in TORCH_NAMES else "NVML"
         rows.append((name, _fmt(logged.get(name)), _fmt(direct.get(name)), source))
         if name in direct and name not in logged:
             problems.append(f"{name}: NVML/torch report it but the logger did not")
@@ -201,8 +201,8 @@ def compare(device: int) -> tuple[dict[str, float], list[str]]:
     return logged, problems
 
 
-def sample_costs(device: int, samples: int) -> list[str]:
-    """Per-sample cost on the sampling thread, and the caller's cost of request_sample."""
+def sample_costs(device: int, samples: int) -> None:
+    """Per-sample cost on the sampling thread, for each group of monitors."""
     from psy_agents_noaug.utils.system_metrics import SystemMetricsLogger
 
     rows = []
@@ -213,10 +213,8 @@ def sample_costs(device: int, samples: int) -> list[str]:
     }
     for label, kwargs in configs.items():
         with SystemMetricsLogger(gpu_device=device, **kwargs) as logger:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*no active MLflow run.*")
-                for step in range(samples):
-                    logger.log_metrics(step=step)
+            for step in range(samples):
+                sample_now(logger, step)
             s = logger.stats()
         rows.append(
             (
@@ -230,7 +228,6 @@ def sample_costs(device: int, samples: int) -> list[str]:
         )
     print(f"per-sample cost on the sampling thread, {samples} samples each:")
     print_table(rows, ("monitors", "median us", "mean us", "p95 us", "max us", "setup ms"))
-    return []
 
 
 def end_to_end(device: int, steps: int, interval: int) -> list[str]:
@@ -299,7 +296,8 @@ def end_to_end(device: int, steps: int, interval: int) -> list[str]:
         print(
             f"sampler thread during training: {stats['samples']:.0f} samples, median "
             f"{stats['median_s'] * 1e6:.0f} us, p95 {stats['p95_s'] * 1e6:.0f} us, "
-            f"setup {stats['setup_s'] * 1e3:.1f} ms, first wait {stats['first_wait_s'] * 1e3:.1f} ms, "
+            f"setup {stats['setup_s'] * 1e3:.1f} ms, "
+            f"first wait {stats['first_wait_s'] * 1e3:.1f} ms, "
             f"largest backlog {stats['max_pending']:.0f}"
         )
         print()
@@ -311,9 +309,7 @@ def per_gpu_names() -> list[str]:
     from psy_agents_noaug.utils.system_metrics import SystemMetricsLogger
 
     with SystemMetricsLogger(log_cpu=False, gpu_device="all") as logger:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*no active MLflow run.*")
-            names = sorted(logger.log_metrics(step=0))
+        names = sorted(sample_now(logger))
     print('gpu_device="all" logs:', ", ".join(names))
     print()
     if not names or not all(re.match(r"system/gpu\d+_", n) for n in names):
@@ -340,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     with gpu_busy(args.device):
         _, found = compare(args.device)
         problems += found
-        problems += sample_costs(args.device, args.samples)
+        sample_costs(args.device, args.samples)
     problems += per_gpu_names()
     problems += end_to_end(args.device, args.steps, args.interval)
 

@@ -53,7 +53,7 @@ def test_bundled_sample_loads_with_positives_and_negatives_for_every_criterion()
     data = load_redsm5(*sample_paths())
     assert data.dropped == []
     assert data.label_fixes == {}
-    assert 300 <= len(data.posts) <= 400
+    assert 150 <= len(data.posts) <= 400
     assert data.posts["post_id"].is_unique
     counts = data.annotations.groupby(["DSM5_symptom", "status"]).size()
     for criterion in CRITERIA:

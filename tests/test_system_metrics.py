@@ -52,16 +52,16 @@ def _disk_io_available() -> bool:
 
 
 @pytest.fixture(scope="module")
-def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+def module_tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
     """One sqlite store per module: creating its schema takes about a second."""
     return f"sqlite:///{tmp_path_factory.mktemp('mlruns')}/mlflow.db"
 
 
 @pytest.fixture
-def store(tracking_uri: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[MlflowClient]:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
-    mlflow.set_tracking_uri(tracking_uri)
-    yield MlflowClient(tracking_uri)
+def store(module_tracking_uri: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[MlflowClient]:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", module_tracking_uri)
+    mlflow.set_tracking_uri(module_tracking_uri)
+    yield MlflowClient(module_tracking_uri)
     while mlflow.active_run() is not None:
         mlflow.end_run()
     mlflow.set_tracking_uri(None)  # type: ignore[arg-type]

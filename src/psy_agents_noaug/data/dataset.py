@@ -62,15 +62,23 @@ def _encode(
         raise ValueError(f"max_length must be a positive int, got {max_length!r}")
     if not post_texts:
         return []
-    encoded = tokenizer(post_texts, criterion_texts, truncation="only_first", max_length=max_length)
+    too_small = (
+        f"max_length={max_length} is too small: it cannot hold the criterion description and "
+        "the special tokens with room left for the post; use a larger max_length"
+    )
+    try:
+        encoded = tokenizer(
+            post_texts, criterion_texts, truncation="only_first", max_length=max_length
+        )
+    except Exception as exc:  # the Rust tokenizer raises a bare Exception for this
+        if "truncat" not in str(exc).lower():
+            raise
+        raise ValueError(too_small) from exc
     keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
     items = [{key: list(encoded[key][i]) for key in keys} for i in range(len(post_texts))]
     too_long = max((len(item["input_ids"]) for item in items), default=0)
-    if too_long > max_length:
-        raise ValueError(
-            f"max_length={max_length} is too small: a criterion description plus special "
-            f"tokens already needs {too_long} tokens; use a larger max_length"
-        )
+    if too_long > max_length:  # slow tokenizers only warn and return the pair too long
+        raise ValueError(too_small)
     return items
 
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import mlflow
 import optuna
-from mlflow.entities import Param, RunTag
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
@@ -48,8 +48,7 @@ from psy_agents_noaug.hpo.parent_run import (
 from psy_agents_noaug.hpo.samplers import make_pruner, make_sampler
 from psy_agents_noaug.hpo.search_space import SearchSpace, parse_search_space, suggest_params
 from psy_agents_noaug.hpo.storage import HeartbeatThread, StorageHandle, open_storage
-from psy_agents_noaug.utils.metric_sink import get_sink
-from psy_agents_noaug.utils.run_lifecycle import end_run
+from psy_agents_noaug.utils import metric_sink
 
 __all__ = ["ObjectiveFn", "OptunaRunner", "format_top_trials", "load_best_params"]
 
@@ -141,25 +140,31 @@ class _TrialRuns:
         duration_s: float,
         status: str,
     ) -> None:
-        """Trial metrics through the sink, outcome tags, then end the run."""
-        metrics = {"trial/number": float(trial.number), "trial/duration_seconds": duration_s}
+        """Outcome metrics and tags in one batch, wait for the trial's points, end the run."""
+        now = int(time.time() * 1000)
+        values = {"trial/number": float(trial.number), "trial/duration_seconds": duration_s}
         if trial.state == TrialState.COMPLETE and trial.value is not None:
-            metrics[f"trial/{metric}"] = float(trial.value)
-        sink = get_sink(run_id)
-        sink.log_dict(metrics, step=0)
-        sink.flush()
+            values[f"trial/{metric}"] = float(trial.value)
         tags = [RunTag("hpo.state", trial.state.name)]
         if error:
             tags.append(RunTag("hpo.error", error[:_MAX_TAG_CHARS]))
         if trial.state == TrialState.PRUNED and trial.last_step is not None:
             tags.append(RunTag("hpo.pruned_at_epoch", str(trial.last_step)))
-        self.client.log_batch(run_id, tags=tags)
+        metrics = [Metric(k, v, now, 0) for k, v in values.items()]
+        self.client.log_batch(run_id, metrics=metrics, tags=tags)
+        # The objective's points (Trainer: train/*, epoch/*, system/*) land before the run
+        # ends; flush_all waits only for writers this process already has.
+        metric_sink.flush_all()
         active = mlflow.active_run()
-        if active is not None and active.info.run_id == run_id:
-            end_run(status, sink)  # queued behind the run's points if the store is down
-        else:
+        if active is None or active.info.run_id != run_id:
             _log.warning("trial run %s was not the active run at its end", run_id)
             self.client.set_terminated(run_id, status=status)
+            return
+        try:
+            mlflow.end_run(status=status)
+        except Exception:  # store unreachable: the status waits in the sink's journal
+            _log.warning("could not end run %s now; status queued", run_id, exc_info=True)
+            metric_sink.get_sink(run_id).end_run(status)
 
     def close_lost(self, trial: FrozenTrial, grace_s: float | None) -> None:
         """End a dead worker's child run as FAILED (its own process cannot any more)."""
@@ -418,8 +423,8 @@ class OptunaRunner:
         if log_to_mlflow:
             uri = mlflow_tracking_uri or mlflow.get_tracking_uri()
             mlflow.set_tracking_uri(uri)
-            client = MlflowClient(uri)
-            with handle.lock():  # the first use may create the store's schema
+            with handle.lock():  # the first client may create the store's schema: once
+                client = MlflowClient(uri)
                 experiment_id = ensure_experiment(
                     client, mlflow_experiment_name or f"hpo_{self.study_name}"
                 )

@@ -259,7 +259,7 @@ class ParentRun:
         self.run_id = run_id
         self.metric = metric
         self.plot_interval_s = plot_interval_s
-        self._last_plot = -math.inf
+        self._last_plot = time.monotonic()  # figures first after one interval, and at the end
 
     @classmethod
     def attach(

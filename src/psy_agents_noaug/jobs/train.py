@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,19 +74,19 @@ def load_splits(cfg: DictConfig) -> Any:
     )
 
 
-def train_from_config(
-    cfg: DictConfig, *, epoch_end_callback: EpochCallback | None = None
-) -> dict[str, Any]:
-    """Train one model from `cfg` inside the caller's active MLflow run (if any).
+@dataclass
+class Prepared:
+    """Everything a training run needs, built before any run exists (so errors leave none)."""
 
-    Logs params (dotted config keys), ``config.yaml`` and every Trainer metric into
-    the active run; never ends a run it did not start. With ``mlflow.enabled=false``
-    nothing is tracked.
+    model: nn.Module
+    tokenizer: Any
+    train_loader: Any
+    val_loader: Any
+    device: torch.device
 
-    Returns:
-        The Trainer's results (``best_val_f1_macro``, ``best_epoch``, ``total_steps``, …)
-        plus ``model`` and ``tokenizer`` for callers that want to save them.
-    """
+
+def prepare(cfg: DictConfig) -> Prepared:
+    """Seed, read and split the data, build the model and loaders; raises on user mistakes."""
     from transformers import set_seed
 
     from psy_agents_noaug.data.dataset import build_dataloaders
@@ -104,8 +105,28 @@ def train_from_config(
         seed=cfg.seed,
         num_workers=cfg.training.num_workers,
     )
-    optimizer = build_optimizer(model, cfg.training.optimizer)
-    steps_per_epoch = -(-len(train_loader) // cfg.training.gradient_accumulation_steps)
+    return Prepared(model, tokenizer, train_loader, val_loader, device)
+
+
+def train_from_config(
+    cfg: DictConfig,
+    *,
+    epoch_end_callback: EpochCallback | None = None,
+    prepared: Prepared | None = None,
+) -> dict[str, Any]:
+    """Train one model from `cfg` inside the caller's active MLflow run (if any).
+
+    Logs params (dotted config keys), ``config.yaml`` and every Trainer metric into
+    the active run; never ends a run it did not start. With ``mlflow.enabled=false``
+    nothing is tracked.
+
+    Returns:
+        The Trainer's results (``best_val_f1_macro``, ``best_epoch``, ``total_steps``, …)
+        plus ``model`` and ``tokenizer`` for callers that want to save them.
+    """
+    p = prepared or prepare(cfg)
+    optimizer = build_optimizer(p.model, cfg.training.optimizer)
+    steps_per_epoch = -(-len(p.train_loader) // cfg.training.gradient_accumulation_steps)
     scheduler = build_scheduler(
         optimizer, cfg.training.scheduler, steps_per_epoch * cfg.training.num_epochs
     )
@@ -113,12 +134,12 @@ def train_from_config(
     if track:
         _log_config(cfg)
     trainer = Trainer(
-        model,
-        train_loader,
-        val_loader,
+        p.model,
+        p.train_loader,
+        p.val_loader,
         optimizer,
         nn.CrossEntropyLoss(),
-        device,
+        p.device,
         num_epochs=cfg.training.num_epochs,
         logging_steps=cfg.training.logging_steps,
         log_system_metrics=cfg.training.log_system_metrics,
@@ -137,7 +158,7 @@ def train_from_config(
         progress=cfg.progress,
     )
     results = trainer.train()
-    results.update(model=model, tokenizer=tokenizer, trainer=trainer)
+    results.update(model=p.model, tokenizer=p.tokenizer, trainer=trainer)
     return results
 
 
@@ -174,7 +195,9 @@ def run_train(cfg: DictConfig) -> dict[str, Any]:
     if not cfg.mlflow.enabled:
         return train_from_config(cfg)
     check_store(cfg.mlflow.tracking_uri)
+    # The writer process starts (and connects) while data and model load.
     metric_sink.prestart(cfg.mlflow.tracking_uri, cfg.mlflow.journal_dir)
+    prepared = prepare(cfg)
     experiment = cfg.mlflow.experiment_name or f"training_{cfg.task.name}"
     setup_experiment(cfg.mlflow.tracking_uri, experiment)
     run = mlflow.start_run(run_name=cfg.mlflow.run_name or default_run_name(cfg))
@@ -183,7 +206,7 @@ def run_train(cfg: DictConfig) -> dict[str, Any]:
     mlflow.set_tags({"task": cfg.task.name, "encoder": cfg.model.encoder_name})
     status = "FAILED"
     try:
-        results = train_from_config(cfg)
+        results = train_from_config(cfg, prepared=prepared)
         _log_model(results, cfg)
         if cfg.register:
             results["model_version"] = _register(results, cfg)
@@ -201,13 +224,8 @@ def run_train(cfg: DictConfig) -> dict[str, Any]:
 
 def _log_model(results: dict[str, Any], cfg: DictConfig) -> None:
     """The text-in, probabilities-out model as the run's `model/` artifact."""
-    try:
-        from psy_agents_noaug.models.serving import log_criteria_model
-    except ImportError:  # serving not available: log plain PyTorch weights instead
-        from psy_agents_noaug.utils.mlflow_utils import save_model_to_mlflow
+    from psy_agents_noaug.models.serving import log_criteria_model
 
-        save_model_to_mlflow(results["model"], artifact_path="model")
-        return
     best = results.get("checkpoint_path")
     model = results["model"]
     if best:
@@ -228,4 +246,5 @@ def _register(results: dict[str, Any], cfg: DictConfig) -> Any:
         name=f"{cfg.task.name}_classifier",
         stage="Staging",
         tracking_uri=cfg.mlflow.tracking_uri,
+        artifact_path="model",
     )

@@ -17,7 +17,7 @@ caller passes one explicitly.
 Example:
     >>> import mlflow, pandas as pd  # doctest: +SKIP
     >>> model = mlflow.pyfunc.load_model("models:/criteria_classifier@production")  # doctest: +SKIP
-    >>> posts = pd.DataFrame({"post_id": ["p1"], "text": ["I can't sleep."]})
+    >>> posts = pd.DataFrame({"post_id": ["p1"], "text": ["I can't sleep."]})  # doctest: +SKIP
     >>> model.predict(posts)  # doctest: +SKIP
       post_id criterion_id       criterion_name  probability  prediction
     0      p1          A.1       Depressed mood     0.12...            0
@@ -39,6 +39,7 @@ import pandas as pd
 import torch
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.models import ModelSignature
+from mlflow.pyfunc import PythonModel
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
@@ -63,30 +64,38 @@ OUTPUT_COLUMNS: tuple[str, ...] = (
     "prediction",
 )
 
-SIGNATURE = ModelSignature(
-    inputs=Schema(
-        [
-            ColSpec("string", "text"),
-            ColSpec("string", "post_id", required=False),
-            ColSpec("string", "criterion_id", required=False),
-        ]
-    ),
-    outputs=Schema(
-        [
-            ColSpec("string", "post_id"),
-            ColSpec("string", "criterion_id"),
-            ColSpec("string", "criterion_name"),
-            ColSpec("double", "probability"),
-            ColSpec("long", "prediction"),
-        ]
-    ),
-    params=ParamSchema(
-        [
-            ParamSpec("threshold", "double", DEFAULT_THRESHOLD),
-            ParamSpec("batch_size", "long", DEFAULT_BATCH_SIZE),
-        ]
-    ),
-)
+
+def criteria_signature(threshold: float = DEFAULT_THRESHOLD) -> ModelSignature:
+    """The pyfunc's I/O: posts in, one row per (post, criterion) out.
+
+    MLflow fills params a request leaves out with their schema defaults, so the
+    ``threshold`` default must be the one stored with the model.
+    """
+    return ModelSignature(
+        inputs=Schema(
+            [
+                ColSpec("string", "text"),
+                ColSpec("string", "post_id", required=False),
+                ColSpec("string", "criterion_id", required=False),
+            ]
+        ),
+        outputs=Schema(
+            [
+                ColSpec("string", "post_id"),
+                ColSpec("string", "criterion_id"),
+                ColSpec("string", "criterion_name"),
+                ColSpec("double", "probability"),
+                ColSpec("long", "prediction"),
+            ]
+        ),
+        params=ParamSchema(
+            [
+                ParamSpec("threshold", "double", float(threshold)),
+                ParamSpec("batch_size", "long", DEFAULT_BATCH_SIZE),
+            ]
+        ),
+    )
+
 
 _CONFIG_FILE = "criteria_model.json"
 _WEIGHTS_FILE = "weights.pt"
@@ -239,7 +248,7 @@ class CriteriaPredictor:
         wanted: list[Any] = (
             list(frame["criterion_id"]) if "criterion_id" in frame.columns else [None] * len(texts)
         )
-        pairs = []
+        pairs: list[tuple[str, str, Criterion]] = []
         for post_id, text, criterion_id in zip(post_ids, texts, wanted, strict=True):
             if _is_missing(criterion_id) or str(criterion_id).strip() == "":
                 pairs.extend((post_id, str(text), c) for c in self.criteria)
@@ -269,8 +278,8 @@ class CriteriaPredictor:
         return out
 
 
-class CriteriaPyfunc(mlflow.pyfunc.PythonModel):
-    """MLflow wrapper around :class:`CriteriaPredictor`; see :data:`SIGNATURE` for the I/O."""
+class CriteriaPyfunc(PythonModel):
+    """MLflow wrapper around :class:`CriteriaPredictor`; :func:`criteria_signature` is its I/O."""
 
     def load_context(self, context: Any) -> None:
         self.predictor = CriteriaPredictor.from_bundle(context.artifacts[_BUNDLE])
@@ -423,7 +432,7 @@ def log_criteria_model(
             path=str(local),
             python_model=str(code),
             artifacts={_BUNDLE: str(bundle)},
-            signature=SIGNATURE,
+            signature=criteria_signature(threshold),
             input_example=example,
             pip_requirements=_requirements(),
         )

@@ -80,7 +80,7 @@ def save_model_to_mlflow(
     """Log a PyTorch model to MLflow with a signature and a (synthetic) input example.
 
     Logged as an MLflow 3 logged model: linked to the active run when there is
-    one, and loadable by ``models:/<model_id>`` (or ``runs:/<run_id>/<name>``).
+    one (none is started otherwise), loadable by ``info.model_uri`` (``models:/<model_id>``).
 
     Args:
         model: The model; it is exported on CPU in eval mode (its own mode and
@@ -129,7 +129,7 @@ def save_model_to_mlflow(
                 "serialization_format='pt2' traces the model and needs an example: pass "
                 "sample_input or input_example, or use serialization_format='pickle'"
             )
-        if example is None:
+        if example is None and serialization_format is None:
             _logger.warning(
                 "no input example for %s (pass sample_input): saving it in the 'pickle' "
                 "format, which needs none",

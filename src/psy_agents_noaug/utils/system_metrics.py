@@ -15,29 +15,20 @@ drive it:
 Metric names (after ``prefix/``; GB and MB are binary, GiB and MiB). With ``gpu_device``
 a list or ``"all"``, GPU names carry the CUDA index: ``gpu0_utilization_percent``.
 
-====================================  ==========================================
-``cpu_percent``                       machine CPU busy share, all cores, 0-100 (>= 0.1 s window)
-``memory_used_gb``                    machine RAM in use (psutil ``used``)
-``memory_available_gb``               RAM available without swapping
-``memory_percent``                    machine RAM in use, percent
-``process_memory_rss_gb``             this process's resident set size
-``process_cpu_percent``               this process, percent of one core
-``gpu_memory_allocated_gb``           torch: tensors allocated by this process
-``gpu_memory_reserved_gb``            torch: held by this process's caching allocator
-``gpu_memory_peak_allocated_gb``      torch: peak allocated since start/reset
-``gpu_utilization_percent``           NVML: share of time a kernel was running
-``gpu_memory_bandwidth_percent``      NVML: share of time memory was read/written
-``gpu_memory_used_gb``                NVML: device memory used by all processes
-``gpu_memory_used_percent``           NVML: same, percent of total
-``gpu_temperature_c``                 NVML: GPU core temperature
-``gpu_power_watts``                   NVML: board power draw
-``gpu_sm_clock_mhz``                  NVML: SM clock
-``gpu_memory_clock_mhz``              NVML: memory clock
-``disk_read_mb_s`` ``disk_write_mb_s``  machine disk I/O since the previous sample
-``disk_read_total_mb`` ...             disk I/O since the logger was created
-``disk_usage_percent`` ``disk_free_gb``  file system of the working directory
-``network_sent_mb_s`` ...              ``network_received_mb_s``, ``network_*_total_mb``
-====================================  ==========================================
+* ``cpu_percent``: machine CPU busy share, all cores, 0-100, over >= 0.1 s
+* ``memory_used_gb``, ``memory_available_gb``, ``memory_percent``: machine RAM
+* ``process_memory_rss_gb``, ``process_cpu_percent``: this process (percent of one core)
+* ``gpu_memory_allocated_gb``, ``gpu_memory_reserved_gb``, ``gpu_memory_peak_allocated_gb``:
+  torch.cuda, this process's caching allocator
+* ``gpu_utilization_percent``, ``gpu_memory_bandwidth_percent``: NVML, share of time a
+  kernel ran / device memory was read or written
+* ``gpu_memory_used_gb``, ``gpu_memory_used_percent``: NVML, all processes on the device
+* ``gpu_temperature_c``, ``gpu_power_watts``, ``gpu_sm_clock_mhz``, ``gpu_memory_clock_mhz``
+* ``disk_read_mb_s``, ``disk_write_mb_s`` (since the previous sample),
+  ``disk_read_total_mb``, ``disk_write_total_mb`` (since the logger was created),
+  ``disk_usage_percent``, ``disk_free_gb`` (file system of the working directory)
+* ``network_sent_mb_s``, ``network_received_mb_s``, ``network_sent_total_mb``,
+  ``network_received_total_mb``
 
 A metric the machine cannot provide is left out (with one warning per process for a
 missing package or driver); the others are still logged. Monitoring never raises into
@@ -395,8 +386,12 @@ class SystemMetricsLogger:
                 self._queue.put(_STOP)
         if thread is not None:
             thread.join(_JOIN_TIMEOUT_S)
-            if thread.is_alive():
-                logger.warning("system metrics thread did not stop within %.0f s", _JOIN_TIMEOUT_S)
+            if thread.is_alive():  # stuck in a driver call: never hang the caller on it
+                logger.warning(
+                    "system metrics thread did not stop within %.0f s; left running",
+                    _JOIN_TIMEOUT_S,
+                )
+                return
         with self._sample_lock:
             if self._finalizer is not None:
                 self._finalizer()  # closes every monitor once: NVML shutdown
