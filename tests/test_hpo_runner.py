@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +59,21 @@ runner.optimize(
 """  # noqa: W293 - the blank line with spaces is in the spec
 
 
+@pytest.fixture(scope="module")
+def empty_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow sqlite file with its schema, made once (migrations take seconds)."""
+    path = tmp_path_factory.mktemp("template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
 @pytest.fixture()
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A fresh sqlite MLflow store as the process's tracking URI, cwd = tmp_path."""
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_db: Path):
+    """A fresh sqlite MLflow store (./mlflow.db) as the tracking URI, cwd = tmp_path."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PSY_AGENTS_JOURNAL_DIR", str(tmp_path / "journal"))
     previous = mlflow.get_tracking_uri()
+    shutil.copyfile(empty_db, tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -281,7 +292,7 @@ def test_pruning_hook_stops_a_bad_trial_early(store: str) -> None:
 def test_pruning_hook_names_a_missing_metric() -> None:
     study = optuna.create_study()
     trial = study.ask()
-    with pytest.raises(KeyError, match="val_f1_macro.*val_loss"):
+    with pytest.raises(KeyError, match=r"val_f1_macro.*val_loss"):
         make_pruning_callback(trial, "val_f1_macro")(1, {"val_loss": 0.3})
 
 
@@ -418,7 +429,9 @@ def test_journal_heartbeat_fails_a_silent_trial_and_requeues_it(tmp_path: Path) 
     old = beat.stat().st_mtime - 60
     os.utime(beat, (old, old))  # its worker stopped beating a minute ago
 
-    optuna.storages.fail_stale_trials(study)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
     states = [t.state for t in study.get_trials()]
     assert states == [TrialState.RUNNING, TrialState.FAIL, TrialState.WAITING]
     retry = study.get_trials()[2]
@@ -478,7 +491,7 @@ def test_sampler_names(name: str, kind: str) -> None:
 def test_grid_sampler_needs_a_finite_space() -> None:
     grid = make_sampler("grid", search_space={"seed": {"type": "categorical", "choices": [1, 2]}})
     assert type(grid).__name__ == "GridSampler"
-    with pytest.raises(ValueError, match="search_space.dropout is a continuous float"):
+    with pytest.raises(ValueError, match=r"search_space\.learning_rate is a continuous float"):
         make_sampler("grid", search_space=SPACE)
 
 

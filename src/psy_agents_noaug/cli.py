@@ -87,6 +87,8 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for name in ("mlflow", "alembic", "transformers", "optuna", "urllib3"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -140,6 +142,8 @@ def cmd_train(args: list[str]) -> int:
     _, overrides = split_args("train", args)
     cfg = load_config(overrides)
     results = run_train(cfg)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under torchrun, rank 0 reports for the job
     print()
     if results.get("stop_reason") == "non_finite_loss":
         print(f"error: {results.get('message')}", file=sys.stderr)

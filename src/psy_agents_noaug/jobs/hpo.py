@@ -220,11 +220,14 @@ def _refit_source(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, str], str]
     return best, _config_keys(cfg, list(best), mapping), source_study
 
 
-def run_hpo(cfg: DictConfig) -> dict[str, Any]:
+def run_hpo(
+    cfg: DictConfig, *, train_fn: Callable[..., dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """Run the study that ``cfg.stage`` describes, as one worker of it.
 
     Args:
         cfg: The composed config (``load_config(["stage=stage0", ...])``).
+        train_fn: Stand-in for ``train_from_config`` (tests); default the real one.
 
     Returns:
         ``study_name``, ``best_value``, ``best_params``, ``best_trial_number``, the counts
@@ -285,7 +288,7 @@ def run_hpo(cfg: DictConfig) -> dict[str, Any]:
 
         check_store(cfg.mlflow.tracking_uri)
         metric_sink.prestart(cfg.mlflow.tracking_uri, cfg.mlflow.journal_dir)
-    objective = build_objective(cfg, keys, fixed=fixed, fixed_keys=fixed_keys)
+    objective = build_objective(cfg, keys, fixed=fixed, fixed_keys=fixed_keys, train_fn=train_fn)
     study = runner.optimize(
         objective,
         n_trials,

@@ -19,6 +19,13 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from psy_agents_noaug.config import config_to_dict, flatten_params
+from psy_agents_noaug.training.distributed import (
+    SINGLE,
+    DistContext,
+    init_distributed,
+    shard_loaders,
+    shutdown_distributed,
+)
 from psy_agents_noaug.training.train_loop import EpochCallback, Trainer
 
 log = logging.getLogger(__name__)
@@ -83,9 +90,10 @@ class Prepared:
     train_loader: Any
     val_loader: Any
     device: torch.device
+    distributed: DistContext = SINGLE
 
 
-def prepare(cfg: DictConfig) -> Prepared:
+def prepare(cfg: DictConfig, distributed: DistContext = SINGLE) -> Prepared:
     """Seed, read and split the data, build the model and loaders; raises on user mistakes."""
     from transformers import set_seed
 
@@ -105,7 +113,16 @@ def prepare(cfg: DictConfig) -> Prepared:
         seed=cfg.seed,
         num_workers=cfg.training.num_workers,
     )
-    return Prepared(model, tokenizer, train_loader, val_loader, device)
+    if distributed.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        if device.type == "cuda":
+            device = torch.device("cuda", distributed.local_rank)
+        model = DistributedDataParallel(
+            model.to(device), device_ids=[distributed.local_rank] if device.type == "cuda" else None
+        )
+        train_loader, val_loader = shard_loaders(train_loader, val_loader, distributed, cfg.seed)
+    return Prepared(model, tokenizer, train_loader, val_loader, device, distributed)
 
 
 def train_from_config(
@@ -156,9 +173,11 @@ def train_from_config(
         config=config_to_dict(cfg),
         track=track,
         progress=cfg.progress,
+        distributed=p.distributed,
     )
     results = trainer.train()
-    results.update(model=p.model, tokenizer=p.tokenizer, trainer=trainer)
+    model = getattr(p.model, "module", p.model)  # unwrap DistributedDataParallel
+    results.update(model=model, tokenizer=p.tokenizer, trainer=trainer)
     return results
 
 
@@ -185,25 +204,38 @@ def default_run_name(cfg: DictConfig) -> str:
 
 
 def run_train(cfg: DictConfig) -> dict[str, Any]:
-    """The CLI `train` job: owns the run `<task>_<encoder>_<date>` in `training_<task>`."""
+    """The CLI `train` job: owns the run `<task>_<encoder>_<date>` in `training_<task>`.
+
+    Under `torchrun`, every rank trains its shard and only rank 0 owns the run.
+    """
+    distributed = init_distributed(resolve_device(cfg.device).type)
+    try:
+        if not cfg.mlflow.enabled or not distributed.is_main:
+            # Under torchrun only rank 0 talks to MLflow; the others just train.
+            return train_from_config(cfg, prepared=prepare(cfg, distributed))
+        return _run_tracked(cfg, distributed)
+    finally:
+        shutdown_distributed()
+
+
+def _run_tracked(cfg: DictConfig, distributed: DistContext) -> dict[str, Any]:
     import mlflow
 
     from psy_agents_noaug.utils import metric_sink
     from psy_agents_noaug.utils.run_lifecycle import end_run
     from psy_agents_noaug.utils.tracking import check_store, setup_experiment
 
-    if not cfg.mlflow.enabled:
-        return train_from_config(cfg)
     check_store(cfg.mlflow.tracking_uri)
     # The writer process starts (and connects) while data and model load.
     metric_sink.prestart(cfg.mlflow.tracking_uri, cfg.mlflow.journal_dir)
-    prepared = prepare(cfg)
+    prepared = prepare(cfg, distributed)
     experiment = cfg.mlflow.experiment_name or f"training_{cfg.task.name}"
     setup_experiment(cfg.mlflow.tracking_uri, experiment)
     run = mlflow.start_run(run_name=cfg.mlflow.run_name or default_run_name(cfg))
     sink = metric_sink.get_sink(run.info.run_id, journal_dir=cfg.mlflow.journal_dir)
     sink.own_run()
-    mlflow.set_tags({"task": cfg.task.name, "encoder": cfg.model.encoder_name})
+    mlflow.set_tags({"task": cfg.task.name, "encoder": cfg.model.encoder_name,
+                     "world_size": str(distributed.world_size)})
     status = "FAILED"
     try:
         results = train_from_config(cfg, prepared=prepared)

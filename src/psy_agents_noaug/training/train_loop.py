@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from psy_agents_noaug.training.distributed import SINGLE, DistContext, all_reduce_sum, gather_cat
 from psy_agents_noaug.training.early_stopping import EarlyStopping
 from psy_agents_noaug.training.metrics import classification_metrics
 
@@ -86,6 +87,8 @@ class Trainer:
         config: Plain dict stored inside the checkpoint (what is needed to rebuild the model).
         track: Log to MLflow (False: train without any tracking).
         progress: Show a progress bar per epoch.
+        distributed: torchrun context; only rank 0 tracks and writes checkpoints, and
+            validation metrics are computed from every rank's predictions.
 
     Example:
         >>> trainer = Trainer(model, train_loader, val_loader, optimizer,  # doctest: +SKIP
@@ -119,6 +122,7 @@ class Trainer:
         config: Mapping[str, Any] | None = None,
         track: bool = True,
         progress: bool = False,
+        distributed: DistContext | None = None,
     ) -> None:
         for name, value, low in (
             ("num_epochs", num_epochs, 1),
@@ -155,8 +159,9 @@ class Trainer:
         self.save_dir = Path(save_dir) if save_dir is not None else None
         self.epoch_end_callback = epoch_end_callback
         self.config = dict(config) if config is not None else None
-        self.track = track
-        self.progress = progress
+        self.dist = distributed or SINGLE
+        self.track = track and self.dist.is_main
+        self.progress = progress and self.dist.is_main
         self.global_step = 0
         self.history: list[dict[str, float]] = []
         self.run_id: str | None = None
@@ -202,12 +207,17 @@ class Trainer:
             n += labels.shape[0]
             all_probs.append(torch.softmax(logits.float(), dim=-1))
             all_labels.append(labels)
-        if n == 0:
+        if not all_probs:
+            all_probs.append(torch.zeros((0, 2), device=self.device))
+            all_labels.append(torch.zeros((0,), dtype=torch.long, device=self.device))
+        totals = all_reduce_sum(torch.stack([loss_sum, torch.tensor(float(n), device=self.device)]))
+        if totals[1].item() == 0:
             raise ValueError("the evaluation loader is empty")
-        probs = torch.cat(all_probs).cpu().numpy()  # one device->host copy per evaluation
-        labels_np = torch.cat(all_labels).cpu().numpy()
+        # One device->host copy per evaluation; with torchrun, every rank's predictions.
+        probs = gather_cat(torch.cat(all_probs).cpu()).numpy()
+        labels_np = gather_cat(torch.cat(all_labels).cpu()).numpy()
         metrics = classification_metrics(labels_np, probs, prefix=prefix)
-        metrics[f"{prefix}loss"] = float(loss_sum.item() / n)
+        metrics[f"{prefix}loss"] = float(totals[0].item() / totals[1].item())
         return metrics
 
     # ------------------------------------------------------------------ the loop
@@ -284,7 +294,11 @@ class Trainer:
         step_seen = 0
         micro = 0
         step_started = time.perf_counter()
-        check_every = 1 if self.device.type == "cpu" else self.logging_steps
+        sampler = getattr(self.train_loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)  # a different shuffle per epoch under torchrun
+        on_cpu_alone = self.device.type == "cpu" and not self.dist.enabled
+        check_every = 1 if on_cpu_alone else self.logging_steps
         self.optimizer.zero_grad(set_to_none=True)
         for batch in self._progress(self.train_loader, epoch):
             inputs, labels = self._split(batch)
@@ -307,7 +321,7 @@ class Trainer:
             loss_sum += step_loss
             correct += step_correct
             seen += step_seen
-            if self.global_step % check_every == 0 and not torch.isfinite(step_loss):
+            if self.global_step % check_every == 0 and not self._all_finite(step_loss):
                 raise NonFiniteLossError(
                     f"training stopped: the loss became {step_loss.item() / step_seen} at step "
                     f"{self.global_step} (epoch {epoch}); lower the learning rate or set "
@@ -336,15 +350,25 @@ class Trainer:
             loss_sum += step_loss
             correct += step_correct
             seen += step_seen
-        if seen == 0:
+        totals = all_reduce_sum(torch.stack([loss_sum, correct.to(loss_sum.dtype),
+                                             torch.tensor(float(seen), device=self.device)]))
+        loss_total, correct_total, seen_total = totals.tolist()  # one sync per epoch
+        if seen_total == 0:
             raise ValueError("the training loader is empty")
-        epoch_loss = loss_sum.item() / seen  # one sync per epoch
+        epoch_loss = loss_total / seen_total
         if not math.isfinite(epoch_loss):
             raise NonFiniteLossError(
                 f"training stopped: the loss became {epoch_loss} in epoch {epoch}; lower the "
                 "learning rate or set a max_grad_norm"
             )
-        return {"train_loss": epoch_loss, "train_accuracy": correct.item() / seen}
+        return {"train_loss": epoch_loss, "train_accuracy": correct_total / seen_total}
+
+    def _all_finite(self, value: torch.Tensor) -> bool:
+        finite = torch.isfinite(value).to(torch.float32).reshape(1)
+        if self.dist.enabled:  # every rank stops together, or none does
+            all_reduce_sum(finite)
+            return bool(finite.item() == self.dist.world_size)
+        return bool(finite.item())
 
     def _optimizer_step(self) -> None:
         if self.max_grad_norm is not None:
@@ -380,10 +404,13 @@ class Trainer:
 
     def _save_checkpoint(self, path: Path, epoch: int, metric: float) -> None:
         """A plain dict with what is needed to resume or rebuild (loadable weights_only)."""
+        if not self.dist.is_main:
+            return
+        model = getattr(self.model, "module", self.model)  # unwrap DistributedDataParallel
         tmp = path.with_suffix(".tmp")
         torch.save(
             {
-                "model_state_dict": self.model.state_dict(),
+                "model_state_dict": model.state_dict(),
                 "optimizer_state_dict": self.optimizer.state_dict(),
                 "epoch": epoch,
                 "global_step": self.global_step,

@@ -1,0 +1,213 @@
+"""Stage configs (stage0…stage3) and the `hpo` job that turns them into a study."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig
+
+from psy_agents_noaug.config import load_config
+from psy_agents_noaug.hpo.search_space import parse_search_space
+from psy_agents_noaug.jobs.hpo import _config_keys, _validate_stage, run_hpo, study_name_for
+
+STAGES = ("stage0", "stage1", "stage2", "stage3")
+
+
+@pytest.fixture(scope="module")
+def empty_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow sqlite file with its schema, made once (migrations take seconds)."""
+    path = tmp_path_factory.mktemp("template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture()
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_db: Path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PSY_AGENTS_JOURNAL_DIR", str(tmp_path / "journal"))
+    previous = mlflow.get_tracking_uri()
+    shutil.copyfile(empty_db, tmp_path / "mlflow.db")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    yield f"sqlite:///{tmp_path / 'mlflow.db'}"
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+    mlflow.set_tracking_uri(previous)
+
+
+def _cfg(store: str, *overrides: str) -> DictConfig:
+    return load_config([f"mlflow.tracking_uri={store}", "progress=false", *overrides])
+
+
+class FakeTrain:
+    """Stands in for train_from_config: records configs, reports epochs like the Trainer."""
+
+    def __init__(self, bad_from_trial: int | None = None) -> None:
+        self.configs: list[DictConfig] = []
+        self.epochs: list[int] = []
+        self.bad_from_trial = bad_from_trial
+
+    def __call__(self, cfg: DictConfig, *, epoch_end_callback=None) -> dict[str, Any]:
+        self.configs.append(cfg)
+        number = len(self.configs) - 1
+        lr = cfg.training.optimizer.lr
+        score = 0.9 - abs(lr - 3e-5) * 1e3 - cfg.model.dropout * 0.1 + cfg.seed * 1e-6
+        if self.bad_from_trial is not None and number >= self.bad_from_trial:
+            score = 0.05
+        epoch = 0
+        try:
+            for epoch in range(1, cfg.training.num_epochs + 1):
+                epoch_end_callback(epoch, {"val_f1_macro": score, "val_loss": 1 - score})
+        finally:
+            self.epochs.append(epoch)  # epochs this trial ran (fewer when pruned)
+        return {
+            "best_val_f1_macro": score,
+            "best_metrics": {"val_f1_macro": score, "val_loss": 1 - score},
+            "stop_reason": None,
+        }
+
+
+# ------------------------------------------------------------------ the config files
+@pytest.mark.parametrize("stage", STAGES)
+def test_stage_configs_compose_and_validate(stage: str) -> None:
+    cfg = load_config([f"stage={stage}", "task=criteria"])
+    _validate_stage(cfg.stage)
+    assert cfg.stage.name == stage
+    assert study_name_for(cfg) == f"criteria_{stage}"
+    assert cfg.stage.metric == "val_f1_macro"
+    assert cfg.stage.direction == "maximize"
+    if cfg.stage.mode == "search":
+        space = parse_search_space(cfg.stage.search_space)
+        assert space and set(_config_keys(cfg, list(space), cfg.stage.config_keys)) == set(space)
+    else:
+        assert stage == "stage3" and len(cfg.stage.seeds) >= 2
+        assert cfg.stage.sampler == "grid" and cfg.stage.pruner == "none"
+
+
+def test_stages_grow_from_sanity_to_refit() -> None:
+    stages = {s: load_config([f"stage={s}"]).stage for s in STAGES}
+    assert stages["stage0"].n_trials <= 5 and stages["stage0"].num_epochs == 1
+    assert stages["stage0"].n_trials < stages["stage1"].n_trials < stages["stage2"].n_trials
+    assert stages["stage1"].pruner == "median" and stages["stage2"].pruner == "hyperband"
+    assert stages["stage3"].source_stage == "stage2"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["stage.sampler=bayes"], "stage.sampler='bayes'"),
+        (["stage.pruner=asha"], "stage.pruner='asha'"),
+        (["stage.n_trials=0"], "stage.n_trials=0"),
+        (["stage.direction=up"], "stage.direction='up'"),
+        (["stage.config_keys.dropout=model.dropoutt"], "'model.dropoutt' is not a key"),
+        (["stage.search_space.learning_rate.high=20.0"], "search_space.learning_rate allows 20"),
+        (["stage.search_space.dropout.type=normal"], "search_space.dropout.type must be one of"),
+        (["stage=stage3", "stage.seeds=[]"], "stage.seeds"),
+    ],
+)
+def test_bad_stage_values_fail_before_any_trial(
+    store: str, overrides: list[str], message: str
+) -> None:
+    train = FakeTrain()
+    with pytest.raises(ValueError, match=message.replace("[", r"\[")):
+        run_hpo(_cfg(store, *overrides), train_fn=train)
+    assert train.configs == []
+
+
+# ------------------------------------------------------------------ the job
+def test_hpo_job_applies_sampled_params_and_prunes_through_the_hook(store: str) -> None:
+    train = FakeTrain(bad_from_trial=5)
+    cfg = _cfg(store, "stage=stage1", "stage.n_trials=7", "stage.sampler=random")
+    result = run_hpo(cfg, train_fn=train)
+
+    for trial_cfg in train.configs:
+        assert trial_cfg.training.num_epochs == 3  # stage1.num_epochs, not training's 4
+        assert trial_cfg.progress is False
+        assert 5e-6 <= trial_cfg.training.optimizer.lr <= 2e-4
+        assert trial_cfg.training.batch_size in (8, 16, 32)
+        assert trial_cfg.training.scheduler.name in ("linear", "cosine")
+    assert train.epochs[-1] < 3  # the bad trials were stopped by the median pruner
+    assert result["pruned_trials"] == 2
+    assert result["completed_trials"] == 5
+    assert result["study_name"] == "criteria_stage1"
+    client = MlflowClient(store)
+    parent = client.get_run(result["parent_run_id"])
+    assert parent.data.tags["mlflow.runName"] == "HPO_criteria_stage1"
+    assert parent.data.metrics["pruned_trials"] == 2
+    assert parent.data.metrics["best_val_f1_macro"] == pytest.approx(result["best_value"])
+    experiment = client.get_experiment(parent.info.experiment_id)
+    assert experiment.name == "hpo_criteria"
+
+
+@pytest.mark.parametrize("source", ["mlflow", "journal"])
+def test_stage3_refits_the_best_params_once_per_seed(
+    store: str, tmp_path: Path, source: str
+) -> None:
+    storage = [f"stage.storage=journal:{tmp_path / 'hpo.journal'}"] if source == "journal" else []
+    search = FakeTrain()
+    found = run_hpo(_cfg(store, "stage=stage1", "stage.n_trials=4", *storage), train_fn=search)
+    best = found["best_params"]
+
+    refit = FakeTrain()
+    result = run_hpo(
+        _cfg(store, "stage=stage3", "stage.source_stage=stage1", "stage.num_epochs=2", *storage),
+        train_fn=refit,
+    )
+    assert sorted(c.seed for c in refit.configs) == [13, 42, 1337]
+    for trial_cfg in refit.configs:
+        assert trial_cfg.training.optimizer.lr == pytest.approx(best["learning_rate"])
+        assert trial_cfg.training.batch_size == best["batch_size"]
+        assert trial_cfg.training.scheduler.name == best["scheduler"]
+        assert trial_cfg.training.num_epochs == 2
+    assert result["study_name"] == "criteria_stage3" and result["completed_trials"] == 3
+    assert len(result["refit_values"]) == 3
+    parent = MlflowClient(store).get_run(result["parent_run_id"])
+    assert parent.data.metrics["refit/mean_val_f1_macro"] == pytest.approx(result["refit_mean"])
+    assert "refit/std_val_f1_macro" in parent.data.metrics
+    assert parent.data.params["refit/learning_rate"] == str(best["learning_rate"])
+    assert parent.data.tags["hpo.source_study"] == "criteria_stage1"
+
+
+def test_stage3_without_a_source_study_says_what_to_run(store: str) -> None:
+    with pytest.raises(ValueError, match="HPO_criteria_stage2.*run that stage first"):
+        run_hpo(_cfg(store, "stage=stage3"), train_fn=FakeTrain())
+
+
+def test_stage0_trains_tiny_models_inside_nested_trial_runs(store: str) -> None:
+    """The real path: CLI config -> train_from_config -> Trainer logging into each child."""
+    cfg = _cfg(
+        store,
+        "stage=stage0",
+        "task=criteria",
+        "model=tiny",
+        "model.max_length=48",
+        "stage.n_trials=2",
+        "stage.search_space.batch_size.choices=[32]",
+        "training.system_metrics_interval=5",
+    )
+    result = run_hpo(cfg)
+    assert result["completed_trials"] == 2 and result["failed_trials"] == 0
+    client = MlflowClient(store)
+    parent = client.get_run(result["parent_run_id"])
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+    )
+    assert sorted(c.info.run_name for c in children) == ["trial_0000", "trial_0001"]
+    for child in children:
+        keys = set(child.data.metrics)
+        assert {"trial/val_f1_macro", "trial/number", "train/loss_step"} <= keys
+        assert {"epoch/val_f1_macro", "epoch/train_loss", "final/best_val_f1_macro"} <= keys
+        assert any(k.startswith("system/") for k in keys)
+        assert child.data.params["hpo/learning_rate"] == child.data.params["training.optimizer.lr"]
+        assert child.data.params["training.num_epochs"] == "1"
+        artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
+        assert "checkpoints" in artifacts
+        assert child.info.status == "FINISHED"
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["completed_trials"] == 2
