@@ -62,7 +62,7 @@ while (($#)); do
 done
 [[ "$port" =~ ^[0-9]+$ ]] || die "--port must be a number, got '$port'"
 [[ "$workers" =~ ^[1-9][0-9]*$ ]] || die "--workers must be a number >= 1, got '$workers'"
-mkdir -p "$state"
+[[ -d "$state" ]] || mkdir -p -m 700 "$state"  # secrets and the auth database live here
 state="$(cd "$state" && pwd)"
 artifacts="${artifacts:-$state/artifacts}"
 pidfile="$state/server.pid"
@@ -81,37 +81,48 @@ if [[ "$mode" == stop ]]; then
   exit 0
 fi
 
-# One line, password masked, for anything printed.
-masked_db="$(printf '%s' "$db_url" | sed -E 's#(://[^:/@]+:)[^@]*@#\1***@#')"
-
-# Create the database if it is missing (psycopg2 is a psy-agents dependency).
-"$py" - "$db_url" <<'EOF' || exit 2
+# Create the database if it is missing (psycopg2 is a psy-agents dependency). SQLAlchemy 2.1
+# reads a bare postgresql:// as psycopg 3; without it installed, use psycopg2 explicitly.
+db_url="$("$py" - "$db_url" <<'EOF'
+import importlib.util
 import sys
 
 import psycopg2
 from psycopg2 import sql
 from sqlalchemy.engine import make_url
 
+
+def fail(message):
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 url = make_url(sys.argv[1])
-if not url.drivername.startswith("postgresql"):
-    sys.exit(f"error: --db-url must be a postgresql:// URL, got {url.drivername}://")
+if url.get_backend_name() != "postgresql":
+    fail(f"--db-url must be a postgresql:// URL, got {url.drivername}://")
 if not url.database:
-    sys.exit("error: --db-url needs a database name, e.g. postgresql://postgres@127.0.0.1/mlflow")
+    fail("--db-url needs a database name, e.g. postgresql://postgres@127.0.0.1:5432/mlflow")
+if url.drivername == "postgresql" and importlib.util.find_spec("psycopg") is None:
+    url = url.set(drivername="postgresql+psycopg2")
 args = dict(host=url.host or "127.0.0.1", port=url.port or 5432, user=url.username,
             password=url.password, connect_timeout=5)
 try:
     conn = psycopg2.connect(dbname="postgres", **args)
 except psycopg2.OperationalError as exc:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    sys.exit(f"error: cannot connect to PostgreSQL at {args['host']}:{args['port']}: {first}")
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    fail(f"cannot connect to PostgreSQL at {args['host']}:{args['port']}: {first}")
 conn.autocommit = True
 with conn.cursor() as cur:
     cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (url.database,))
     if cur.fetchone() is None:
         cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(url.database)))
-        print(f"created database {url.database}")
+        print(f"created database {url.database}", file=sys.stderr)
 conn.close()
+print(url.render_as_string(hide_password=False))
 EOF
+)" || exit 2
+# One line, password masked, for anything printed.
+masked_db="$(printf '%s' "$db_url" | sed -E 's#(://[^:/@]+:)[^@]*@#\1***@#')"
 
 secret() {  # a random secret kept in a mode-600 file under the state folder
   local file="$state/$1"
@@ -121,9 +132,13 @@ secret() {  # a random secret kept in a mode-600 file under the state folder
   cat "$file"
 }
 
-args=(server --backend-store-uri "$db_url" --artifacts-destination "$artifacts"
-      --serve-artifacts --host "$host" --port "$port" --workers "$workers")
+# The store URL goes by environment, not argv, so a password in it never shows in `ps`.
+export MLFLOW_BACKEND_STORE_URI="$db_url"
+args=(server --artifacts-destination "$artifacts" --serve-artifacts
+      --host "$host" --port "$port" --workers "$workers")
 if ((auth)); then
+  "$py" -c 'import flask_wtf' 2>/dev/null \
+    || die "basic auth needs MLflow's auth extra: $bin/pip install 'mlflow[auth]'"
   permission="${PSY_TRACKING_AUTH_DEFAULT_PERMISSION:-READ}"
   case "$permission" in READ|EDIT|MANAGE|NO_PERMISSIONS) ;; *)
     die "PSY_TRACKING_AUTH_DEFAULT_PERMISSION must be READ, EDIT, MANAGE or NO_PERMISSIONS" ;;
@@ -144,6 +159,7 @@ admin_username = $MLFLOW_AUTH_ADMIN_USERNAME
 authorization_function = mlflow.server.auth:authenticate_request_basic_auth
 EOF
   export MLFLOW_AUTH_CONFIG_PATH="$state/basic_auth.ini"
+  umask 077  # the auth database (password hashes) is readable by its owner only
   args+=(--app-name basic-auth)
 fi
 export MLFLOW_DISABLE_TELEMETRY="${MLFLOW_DISABLE_TELEMETRY:-true}"

@@ -63,6 +63,13 @@ def test_train_builds_the_spec_run_tree(tiny_overrides: list[str], tracking_uri:
     ckpt = [f.path for f in client.list_artifacts(run.info.run_id, "checkpoints")]
     assert ckpt == ["checkpoints/best_checkpoint.pt"]
 
+    # `evaluate` scores that run's checkpoint on the test split and logs it into the run.
+    assert main(["evaluate", f"run_id={run.info.run_id}", *tiny_overrides]) == 0
+    assert "test macro F1" in capsys.readouterr().out
+    metrics = client.get_run(run.info.run_id).data.metrics
+    assert 0.0 <= metrics["test/f1_macro"] <= 1.0
+    assert {f"test/f1_A.{i}" for i in range(1, 10)} <= set(metrics)
+
 
 @pytest.mark.parametrize(
     ("args", "message"),

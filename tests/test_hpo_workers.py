@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,6 +38,7 @@ def _worker_main(argv: list[str]) -> int:
     parser.add_argument("--storage", required=True)
     parser.add_argument("--tracking-uri", required=True)
     parser.add_argument("--hang-marker", default=None)
+    parser.add_argument("--no-sink", action="store_true", help="log no training points")
     args = parser.parse_args(argv)
 
     import optuna
@@ -48,11 +50,12 @@ def _worker_main(argv: list[str]) -> int:
     hung = threading.Event()
 
     def objective(trial: optuna.Trial, params: dict) -> float:
-        sink = get_sink()  # the trial's child run is the active run of this thread
-        for step in range(3):
-            sink.log("train/loss_step", (params["x"] - step) ** 2, step)
         value = -((params["x"] - 1.0) ** 2) + 0.01 * params["y"]
-        sink.log_dict({"epoch/val_f1_macro": value}, step=1)
+        if not args.no_sink:
+            sink = get_sink()  # the trial's child run is the active run of this thread
+            for step in range(3):
+                sink.log("train/loss_step", (params["x"] - step) ** 2, step)
+            sink.log_dict({"epoch/val_f1_macro": value}, step=1)
         if args.hang_marker and not hung.is_set():
             hung.set()
             Path(args.hang_marker).write_text(str(trial.number))
@@ -68,6 +71,7 @@ def _worker_main(argv: list[str]) -> int:
         pruner="none",
         heartbeat_interval=1,
         grace_period=2,
+        plot_interval_s=None,  # figures cost seconds of CPU and are tested elsewhere
     )
     runner.optimize(
         objective,
@@ -127,7 +131,9 @@ def _read_back(storage: str, tracking_uri: str):
     return study, client, parents, children
 
 
-def _assert_shared_study(logs: list[Path], storage: str, tracking_uri: str, *, failed: int = 0):
+def _assert_shared_study(
+    logs: list[Path], storage: str, tracking_uri: str, *, failed: int = 0, history: bool = True
+):
     from optuna.trial import TrialState
 
     for log in logs:
@@ -153,7 +159,7 @@ def _assert_shared_study(logs: list[Path], storage: str, tracking_uri: str, *, f
     assert metrics["pruned_trials"] == 0
     assert parent.info.status == "FINISHED"
     # every child holds its own training history
-    for child in children:
+    for child in children if history else []:
         if child.data.tags.get("hpo.state") == "COMPLETE":
             history = client.get_metric_history(child.info.run_id, "train/loss_step")
             assert [m.step for m in sorted(history, key=lambda m: m.step)] == [0, 1, 2]
@@ -165,6 +171,21 @@ def _assert_shared_study(logs: list[Path], storage: str, tracking_uri: str, *, f
 def workdir(tmp_path: Path) -> Path:
     (tmp_path / "journal").mkdir()
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def empty_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow sqlite file with its schema, made once (migrations take seconds)."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+def _tracking_copy(empty_db: Path, workdir: Path) -> str:
+    shutil.copyfile(empty_db, workdir / "mlflow.db")
+    return f"sqlite:///{workdir / 'mlflow.db'}"
 
 
 @pytest.fixture()
@@ -202,6 +223,7 @@ def pg_url() -> Iterator[str]:
 
 # ------------------------------------------------------------------------ tests
 def test_three_workers_share_journal_study(workdir: Path) -> None:
+    """Also starts from an empty MLflow file: its schema must be created exactly once."""
     storage = f"journal:{workdir / 'study.journal'}"
     tracking = f"sqlite:///{workdir / 'mlflow.db'}"
     logs = [workdir / f"worker{i}.log" for i in range(3)]
@@ -212,13 +234,13 @@ def test_three_workers_share_journal_study(workdir: Path) -> None:
 
 
 @pytest.mark.postgres
-def test_three_workers_share_postgres_study(workdir: Path, pg_url: str) -> None:
-    tracking = f"sqlite:///{workdir / 'mlflow.db'}"
+def test_three_workers_share_postgres_study(workdir: Path, pg_url: str, empty_db: Path) -> None:
+    tracking = _tracking_copy(empty_db, workdir)
     logs = [workdir / f"worker{i}.log" for i in range(3)]
-    procs = [_start_worker(pg_url, tracking, workdir, log) for log in logs]
+    procs = [_start_worker(pg_url, tracking, workdir, log, "--no-sink") for log in logs]
     codes = _wait_all(procs, deadline_s=150)
     assert codes == [0, 0, 0], [log.read_text()[-2000:] for log in logs]
-    _assert_shared_study(logs, pg_url, tracking)
+    _assert_shared_study(logs, pg_url, tracking, history=False)
 
 
 def _wait_for_file(path: Path, procs: list[subprocess.Popen], deadline_s: float) -> None:
@@ -235,19 +257,20 @@ def _wait_for_file(path: Path, procs: list[subprocess.Popen], deadline_s: float)
 
 @pytest.mark.parametrize("backend", ["journal", "postgres"])
 def test_killed_worker_trial_fails_by_heartbeat_and_is_retried(
-    workdir: Path, backend: str, request: pytest.FixtureRequest
+    workdir: Path, backend: str, request: pytest.FixtureRequest, empty_db: Path
 ) -> None:
     storage = (
         f"journal:{workdir / 'study.journal'}"
         if backend == "journal"
         else request.getfixturevalue("pg_url")
     )
-    tracking = f"sqlite:///{workdir / 'mlflow.db'}"
+    tracking = _tracking_copy(empty_db, workdir)
     marker = workdir / "victim_started"
     logs = [workdir / f"worker{i}.log" for i in range(3)]
-    victim = _start_worker(storage, tracking, workdir, logs[0], "--hang-marker", str(marker))
+    hang = ("--no-sink", "--hang-marker", str(marker))
+    victim = _start_worker(storage, tracking, workdir, logs[0], *hang)
+    others = [_start_worker(storage, tracking, workdir, log, "--no-sink") for log in logs[1:]]
     _wait_for_file(marker, [victim], deadline_s=60)
-    others = [_start_worker(storage, tracking, workdir, log) for log in logs[1:]]
     os.kill(victim.pid, signal.SIGKILL)
     assert victim.wait(timeout=30) == -signal.SIGKILL
     codes = _wait_all(others, deadline_s=150)
@@ -255,7 +278,9 @@ def test_killed_worker_trial_fails_by_heartbeat_and_is_retried(
 
     from optuna.trial import TrialState
 
-    study, client, _, children = _assert_shared_study(logs[1:], storage, tracking, failed=1)
+    study, client, _, children = _assert_shared_study(
+        logs[1:], storage, tracking, failed=1, history=False
+    )
     lost_number = int(marker.read_text())
     lost = study.trials[lost_number]
     assert lost.state == TrialState.FAIL

@@ -33,8 +33,7 @@ CRITERIA: tuple[Criterion, ...] = (
         symptom="DEPRESSED_MOOD",
         name="Depressed mood",
         description=(
-            "Feeling sad, empty or hopeless most of the day, nearly every day, "
-            "or in young people constantly irritable."
+            "Feeling sad, down, empty or hopeless, a low mood most of the day, nearly every day."
         ),
     ),
     Criterion(
@@ -42,8 +41,8 @@ CRITERIA: tuple[Criterion, ...] = (
         symptom="ANHEDONIA",
         name="Loss of interest or pleasure",
         description=(
-            "Much less interest in, or enjoyment of, almost all activities, "
-            "including the things the person used to love doing."
+            "Lost interest in, or no longer enjoying, almost all activities "
+            "and hobbies that used to be fun."
         ),
     ),
     Criterion(
@@ -51,8 +50,7 @@ CRITERIA: tuple[Criterion, ...] = (
         symptom="APPETITE_CHANGE",
         name="Appetite or weight change",
         description=(
-            "A clear change in appetite or weight without trying: "
-            "eating far less or far more than usual, or losing or gaining weight."
+            "A clear change in appetite or weight: eating much less or much more than usual."
         ),
     ),
     Criterion(
@@ -60,8 +58,8 @@ CRITERIA: tuple[Criterion, ...] = (
         symptom="SLEEP_ISSUES",
         name="Sleep disturbance",
         description=(
-            "Sleeping too little or too much nearly every day: trouble falling or staying "
-            "asleep, waking far too early, or oversleeping."
+            "Sleep problems nearly every day: being unable to sleep, "
+            "waking too early, or sleeping too much."
         ),
     ),
     Criterion(
@@ -69,44 +67,36 @@ CRITERIA: tuple[Criterion, ...] = (
         symptom="PSYCHOMOTOR",
         name="Restlessness or slowing down",
         description=(
-            "Being so restless that sitting still is hard, or moving, speaking and reacting "
-            "noticeably slower than usual, enough for others to notice."
+            "Being restless and unable to sit still, or moving and talking more slowly than usual."
         ),
     ),
     Criterion(
         id="A.6",
         symptom="FATIGUE",
         name="Fatigue or loss of energy",
-        description=(
-            "Feeling tired, drained or without energy nearly every day, "
-            "so that even small tasks take great effort."
-        ),
+        description=("Feeling tired, exhausted or without energy nearly every day."),
     ),
     Criterion(
         id="A.7",
         symptom="WORTHLESSNESS",
         name="Worthlessness or excessive guilt",
         description=(
-            "Feeling worthless, like a failure or a burden, "
-            "or carrying heavy guilt about oneself that is out of proportion."
+            "Feeling worthless or like a failure, or feeling too much guilt and blaming oneself."
         ),
     ),
     Criterion(
         id="A.8",
         symptom="COGNITIVE_ISSUES",
         name="Poor concentration or indecisiveness",
-        description=(
-            "Trouble thinking, focusing or remembering things, "
-            "or being unable to make even small decisions."
-        ),
+        description=("Trouble concentrating, focusing, thinking clearly or making decisions."),
     ),
     Criterion(
         id="A.9",
         symptom="SUICIDAL_THOUGHTS",
         name="Thoughts of death or suicide",
         description=(
-            "Recurring thoughts about death or wanting to be dead, thoughts of suicide, "
-            "or plans or attempts to end one's life."
+            "Repeated thoughts of death, wanting to die, "
+            "or thoughts of suicide or of ending one's life."
         ),
     ),
 )

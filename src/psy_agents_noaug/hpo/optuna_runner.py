@@ -261,7 +261,8 @@ class OptunaRunner:
         grace_period: Seconds without heartbeat before a trial is failed (default
             ``2 * heartbeat_interval``).
         max_retry: Times a lost trial is re-queued (None: forever).
-        plot_interval_s: Least seconds between uploads of the parent's HTML figures.
+        plot_interval_s: Least seconds between uploads of the parent's HTML figures (always
+            written at the end); None writes no figures.
 
     Raises:
         ValueError: A bad direction, name, or option (the message names it).
@@ -289,7 +290,7 @@ class OptunaRunner:
         heartbeat_interval: int | None = 10,
         grace_period: int | None = None,
         max_retry: int | None = 3,
-        plot_interval_s: float = 120.0,
+        plot_interval_s: float | None = 120.0,
     ) -> None:
         if not isinstance(study_name, str) or not study_name.strip():
             raise ValueError(f"study_name must be a non-empty string, got {study_name!r}")

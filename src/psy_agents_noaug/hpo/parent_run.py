@@ -250,10 +250,16 @@ class ParentRun:
         metric: Objective name, e.g. ``"val_f1_macro"`` (gives ``best_val_f1_macro``).
         plot_interval_s: Least seconds between two uploads of the HTML figures (they are
             large); the CSV is uploaded after every trial, figures always at the end.
+            None: no figures at all.
     """
 
     def __init__(
-        self, client: MlflowClient, run_id: str, metric: str, *, plot_interval_s: float = 120.0
+        self,
+        client: MlflowClient,
+        run_id: str,
+        metric: str,
+        *,
+        plot_interval_s: float | None = 120.0,
     ) -> None:
         self.client = client
         self.run_id = run_id
@@ -271,7 +277,7 @@ class ParentRun:
         metric: str,
         lock: Callable[[], AbstractContextManager[None]],
         tags: dict[str, str] | None = None,
-        plot_interval_s: float = 120.0,
+        plot_interval_s: float | None = 120.0,
     ) -> ParentRun:
         """Find the study's parent run, or create it if this is the first worker.
 
@@ -339,8 +345,11 @@ class ParentRun:
             *(RunTag(f"hpo.best/{k}", str(v)) for k, v in summary.best_params.items()),
         ]
         self.client.log_batch(self.run_id, metrics=metrics, tags=tags)
-        due = time.monotonic() - self._last_plot >= self.plot_interval_s
-        self._upload_artifacts(study, plots=due if plots is None else plots)
+        if self.plot_interval_s is None:
+            plots = False
+        elif plots is None:
+            plots = time.monotonic() - self._last_plot >= self.plot_interval_s
+        self._upload_artifacts(study, plots=plots)
         return summary
 
     def _upload_artifacts(self, study: optuna.Study, *, plots: bool) -> None:

@@ -231,25 +231,27 @@ def _lock_key(study_name: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-def _rdb_lock(
-    storage: RDBStorage, study_name: str
-) -> Callable[[], contextlib.AbstractContextManager[None]]:
+def _rdb_lock(url: str, key_name: str) -> Callable[[], contextlib.AbstractContextManager[None]]:
+    """A lock for the database at ``url``, keyed by ``key_name``.
+
+    It has its own small engine, so it exists before the Optuna storage does (creating
+    Optuna's tables is itself a step that racing workers must take one at a time).
+    """
     import sqlalchemy
 
-    engine = storage.engine
-    dialect = engine.dialect.name
+    parsed = sqlalchemy.engine.make_url(url)
+    dialect = parsed.get_backend_name()
     if dialect == "sqlite":
-        database = engine.url.database
+        database = parsed.database
         if not database or database == ":memory:":
             return _thread_lock()
-        return _file_lock(Path(f"{database}.hpo-lock"))
-    thread_lock = threading.Lock()
+        return _file_lock(Path(f"{os.path.abspath(database)}.hpo-lock"))
     if dialect == "postgresql":
-        key = _lock_key(study_name)
+        key = _lock_key(key_name)
         acquire = sqlalchemy.text("SELECT pg_advisory_lock(:key)").bindparams(key=key)
         release = sqlalchemy.text("SELECT pg_advisory_unlock(:key)").bindparams(key=key)
     elif dialect in ("mysql", "mariadb"):
-        name = f"psy_hpo_{_lock_key(study_name) & 0xFFFFFFFF:08x}"
+        name = f"psy_hpo_{_lock_key(key_name) & 0xFFFFFFFF:08x}"
         acquire = sqlalchemy.text("SELECT GET_LOCK(:name, -1)").bindparams(name=name)
         release = sqlalchemy.text("SELECT RELEASE_LOCK(:name)").bindparams(name=name)
     else:
@@ -259,18 +261,40 @@ def _rdb_lock(
             dialect,
         )
         return _thread_lock()
+    thread_lock = threading.Lock()
+    engine: sqlalchemy.engine.Engine | None = None
 
     @contextlib.contextmanager
     def lock() -> Iterator[None]:
-        with thread_lock, engine.connect() as conn:
-            conn.execute(acquire)
-            try:
-                yield
-            finally:
-                conn.execute(release)
-                conn.commit()
+        nonlocal engine
+        with thread_lock:
+            if engine is None:  # lazily, once: no connection until the lock is first used
+                engine = sqlalchemy.create_engine(
+                    parsed, pool_size=1, max_overflow=0, pool_pre_ping=True
+                )
+            with engine.connect() as conn:
+                conn.execute(acquire)
+                try:
+                    yield
+                finally:
+                    conn.execute(release)
+                    conn.commit()
 
     return lock
+
+
+def _with_installed_driver(url: str) -> str:
+    """``postgresql://`` means psycopg 3 to SQLAlchemy 2.1; use psycopg2 when only it is there."""
+    import importlib.util
+
+    scheme, sep, rest = url.partition("://")
+    if (
+        scheme in ("postgresql", "postgres")
+        and importlib.util.find_spec("psycopg") is None
+        and importlib.util.find_spec("psycopg2") is not None
+    ):
+        return f"postgresql+psycopg2{sep}{rest}"
+    return url
 
 
 def open_storage(
@@ -308,7 +332,8 @@ def open_storage(
     if isinstance(storage, BaseStorage):
         lock: Callable[[], contextlib.AbstractContextManager[None]]
         if isinstance(storage, RDBStorage):
-            lock = _rdb_lock(storage, study_name)
+            url = storage.engine.url.render_as_string(hide_password=False)
+            lock = _rdb_lock(url, study_name)
         elif isinstance(storage, HeartbeatJournalStorage):
             lock = _file_lock(Path(f"{storage.path}.hpo-lock"))
         else:
@@ -341,20 +366,22 @@ def open_storage(
             f"storage {storage!r} is neither 'journal:<path>' nor a database URL "
             "(e.g. postgresql://user@host/db or sqlite:///optuna.db)"
         )
+    url = _with_installed_driver(storage)
     engine_kwargs: dict[str, Any] = {}
-    if storage.startswith("sqlite"):
+    if url.startswith("sqlite"):
         engine_kwargs = {"connect_args": {"timeout": 60}}
     else:
         engine_kwargs = {"pool_pre_ping": True}
-    with warnings.catch_warnings():
+    # Workers starting together on a fresh database would race to create Optuna's tables.
+    with _rdb_lock(url, "optuna-schema")(), warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         rdb = RDBStorage(
-            storage,
+            url,
             engine_kwargs=engine_kwargs,
             heartbeat_interval=heartbeat_interval,
             grace_period=grace_period,
             heartbeat_stale_trial_callback=stale_trial_callback if heartbeat_interval else None,
         )
     return StorageHandle(
-        rdb, redact_storage_url(storage), _rdb_lock(rdb, study_name), heartbeat_interval
+        rdb, redact_storage_url(storage), _rdb_lock(url, study_name), heartbeat_interval
     )

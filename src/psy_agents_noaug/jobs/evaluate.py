@@ -49,7 +49,7 @@ def run_evaluate(
         raise FileNotFoundError(f"checkpoint not found: {path}")
     state = torch.load(path, map_location="cpu", weights_only=True)
     saved = state.get("config") or {}
-    run_cfg = OmegaConf.merge(cfg, {k: saved[k] for k in ("model", "data", "task", "seed")
+    run_cfg: Any = OmegaConf.merge(cfg, {k: saved[k] for k in ("model", "data", "task", "seed")
                                     if k in saved})
     splits = load_splits(run_cfg)
     model, tokenizer = build_model(run_cfg.model, run_cfg.task.num_labels)

@@ -103,7 +103,8 @@ def prepare(cfg: DictConfig, distributed: DistContext = SINGLE) -> Prepared:
     set_seed(cfg.seed)
     device = resolve_device(cfg.device)
     splits = load_splits(cfg)
-    model, tokenizer = build_model(cfg.model, cfg.task.num_labels, seed=cfg.seed)
+    classifier, tokenizer = build_model(cfg.model, cfg.task.num_labels, seed=cfg.seed)
+    model: nn.Module = classifier
     train_loader, val_loader, _ = build_dataloaders(
         splits,
         tokenizer,

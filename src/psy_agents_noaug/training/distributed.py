@@ -74,7 +74,7 @@ def shard_loaders(train: DataLoader, val: DataLoader, ctx: DistContext, seed: in
     DataLoader, DataLoader
 ]:
     """Train with a DistributedSampler (shuffled per epoch); validate on disjoint shards."""
-    train_sampler = DistributedSampler(
+    train_sampler: DistributedSampler[Any] = DistributedSampler(
         train.dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=seed
     )
     sharded_train = DataLoader(

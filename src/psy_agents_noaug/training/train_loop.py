@@ -255,7 +255,7 @@ class Trainer:
             if self.early_stopping.should_stop:
                 stop_reason = "early_stopping"
                 break
-        results = {
+        results: dict[str, Any] = {
             "best_val_f1_macro": best_metrics.get("val_f1_macro", math.nan),
             "best_epoch": best_epoch,
             "total_epochs": epoch if stop_reason != "non_finite_loss" else epoch - 1,
@@ -294,7 +294,7 @@ class Trainer:
         step_seen = 0
         micro = 0
         step_started = time.perf_counter()
-        sampler = getattr(self.train_loader, "sampler", None)
+        sampler: Any = getattr(self.train_loader, "sampler", None)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)  # a different shuffle per epoch under torchrun
         on_cpu_alone = self.device.type == "cpu" and not self.dist.enabled

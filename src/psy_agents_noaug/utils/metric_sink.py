@@ -176,7 +176,7 @@ class _Writer:
     def flush(self, timeout: float | None) -> FlushResult:
         self.ship()
         flush_id = next(self.flush_ids)
-        event, stats = threading.Event(), {}
+        event, stats = threading.Event(), dict[str, Any]()
         self.acks[flush_id] = (event, stats)
         with self.send_lock:
             sent = self._send(("flush", flush_id))
@@ -267,6 +267,10 @@ class MetricSink:
     def own_run(self) -> None:
         """Declare this process the run's owner: if it dies, the writer marks the run KILLED."""
         self._writer.control(("own", self.run_id))
+
+    def disown_run(self) -> None:
+        """The run was ended normally: stop its heartbeat and orphan handling."""
+        self._writer.control(("disown", self.run_id))
 
     def end_run(self, status: str = "FINISHED") -> None:
         """Set the run's terminal status after all its points (journaled if the store is down)."""

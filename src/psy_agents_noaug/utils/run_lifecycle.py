@@ -19,6 +19,8 @@ def end_run(status: str, sink: Any | None = None) -> None:
 
     try:
         mlflow.end_run(status)
+        if sink is not None:
+            sink.disown_run()
     except Exception as exc:
         if sink is None:
             raise

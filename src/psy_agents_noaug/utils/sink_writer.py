@@ -6,7 +6,8 @@ per-point store work never competes with the training thread for the GIL.
 
 Messages in (stdin), all tuples:
     ("points", [(run_id, key, value, step, timestamp_ms), ...])
-    ("own", run_id)             the parent owns this run: end it if the parent dies
+    ("own", run_id)             the parent owns this run: heartbeat it, end it if the parent dies
+    ("disown", run_id)          the parent ended the run itself
     ("status", run_id, status)  set a terminal status after that run's points
     ("flush", flush_id)         reply once everything sent before it is stored or journaled
     ("close",)                  final flush, replay journals, exit
@@ -37,6 +38,8 @@ FLUSH_INTERVAL_S = 1.0
 MAX_PENDING = 200_000  # points held in memory before spilling to the journal
 RETRY_DELAYS_S = (0.2, 0.5, 1.0)  # quick retries before a batch is journaled
 REPLAY_EVERY_S = 2.0  # how often to retry journals while the store is down
+HEARTBEAT_S = 30.0  # how often owned runs get their liveness tag refreshed
+HEARTBEAT_TAG = "psy_agents.heartbeat"  # ms since the epoch; `psy-agents doctor` reads it
 
 
 class Writer:
@@ -55,6 +58,7 @@ class Writer:
         self.journaled = 0
         self.journals: set[str] = set()  # run ids with a journal not yet replayed
         self.last_replay_try = 0.0
+        self.last_heartbeat = 0.0
         self._client: Any = None
 
     @property
@@ -99,6 +103,9 @@ class Writer:
                         n_pending += 1
                 elif kind == "own":
                     self.owned.add(message[1])
+                    self.last_heartbeat = 0.0  # beat at once for the new run
+                elif kind == "disown":
+                    self.owned.discard(message[1])
                 elif kind == "status":
                     statuses.append((message[1], message[2]))
                 elif kind == "flush":
@@ -114,8 +121,11 @@ class Writer:
                 n_pending = 0
             for run_id, status in statuses:
                 self.set_status(run_id, status)
+                self.owned.discard(run_id)
             if self.journals and (flush_ids or self.closing or eof or self._replay_due()):
                 self.replay_journals()
+            if self.owned and time.monotonic() - self.last_heartbeat >= HEARTBEAT_S:
+                self.heartbeat()
             for flush_id in flush_ids:
                 self.ack(flush_id)
             if due:
@@ -168,6 +178,16 @@ class Writer:
             self.client.set_terminated(run_id, status=status)
         except Exception:
             self.spill(run_id, [], status)
+
+    def heartbeat(self) -> None:
+        """Tell the store the owned runs are alive, so a crash can later be told apart."""
+        self.last_heartbeat = time.monotonic()
+        now = str(int(time.time() * 1000))
+        for run_id in sorted(self.owned):
+            try:
+                self.client.set_tag(run_id, HEARTBEAT_TAG, now)
+            except Exception:
+                return  # store down: the journal has the points; liveness can wait
 
     def end_orphan(self, run_id: str) -> None:
         """The parent died without ending a run it owned: record that, don't leave it RUNNING."""
