@@ -1,12 +1,12 @@
 """HPO benchmark: wall time of one fixed small study, with/without pruning, 1 vs 2 workers.
 
-Every case is the same study (12 trials x 5 epochs; the 12 parameter sets are enqueued up
-front from a fixed seed, so every case trains the same configurations) whose objective does a fixed amount of real CPU work per epoch (a small MLP on
-synthetic data, one torch thread) and reports a synthetic learning curve that depends on the
-learning rate, so the median pruner has bad trials to stop. Each case runs as worker
-processes (1 or 2) sharing a JournalStorage file and one sqlite MLflow store, so process
-start-up is in every number alike. Wall time is from launching the workers until the last
-one exits.
+Every case is the same study: 12 trials x 5 epochs, the 12 parameter sets enqueued up front
+from a fixed seed, so every case trains the same configurations. The objective does a fixed
+amount of real CPU work per epoch (a small MLP on synthetic data, one torch thread) and
+reports a synthetic learning curve that depends on the learning rate, so the median pruner
+has bad trials to stop. Each case runs as worker processes (1 or 2) sharing a JournalStorage
+file and one sqlite MLflow store, so process start-up is in every number alike. Wall time is
+from launching the workers until the last one exits.
 
     .venv/bin/python bench/hpo_bench.py        # prints a table, writes bench/results/hpo.json
 """
@@ -31,7 +31,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 RESULTS = Path(__file__).parent / "results"
 N_TRIALS = 12
 EPOCHS = 5
-STEPS_PER_EPOCH = 40
+STEPS_PER_EPOCH = 300
 SPACE = {
     "learning_rate": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
     "hidden": {"type": "categorical", "choices": [32, 64]},
@@ -131,6 +131,7 @@ def _run_case(case: dict[str, Any], folder: Path, tracking_uri: str) -> dict[str
         study,
     ]
     env = {**os.environ, "PSY_AGENTS_JOURNAL_DIR": str(folder / "journal")}
+    load_before = os.getloadavg()[0]  # other work on the machine skews wall times
     started = time.perf_counter()
     procs = [subprocess.Popen(cmd, cwd=folder, env=env) for _ in range(case["workers"])]
     codes = [p.wait(timeout=900) for p in procs]
@@ -152,6 +153,7 @@ def _run_case(case: dict[str, Any], folder: Path, tracking_uri: str) -> dict[str
         "epochs_run": int(epochs_run),
         "best_value": round(loaded.best_value, 4),
         "wall_s": round(wall, 2),
+        "load_avg_1m_before": round(load_before, 2),
     }
 
 
@@ -160,7 +162,8 @@ def run_hpo_bench() -> list[dict[str, Any]]:
 
     Returns:
         Rows with ``case``, ``workers``, ``pruner``, ``n_trials``, ``completed``, ``pruned``,
-        ``epochs_run`` (of ``n_trials * 5``), ``best_value`` and ``wall_s``.
+        ``epochs_run`` (of ``n_trials * 5``), ``best_value``, ``wall_s`` and the machine's
+        1-minute load average before the case.
     """
     from mlflow.tracking import MlflowClient
 

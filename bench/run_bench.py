@@ -28,14 +28,14 @@ from typing import Any
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import mlflow  # noqa: E402
-import torch  # noqa: E402
-from mlflow import MlflowClient  # noqa: E402
-from torch import nn  # noqa: E402
-from transformers import BertConfig, BertForSequenceClassification  # noqa: E402
+import mlflow
+import torch
+from mlflow import MlflowClient
+from torch import nn
+from transformers import BertConfig, BertForSequenceClassification
 
-from psy_agents_noaug.training.train_loop import Trainer  # noqa: E402
-from psy_agents_noaug.utils import metric_sink  # noqa: E402
+from psy_agents_noaug.training.train_loop import Trainer
+from psy_agents_noaug.utils import metric_sink
 
 RESULTS = Path(__file__).parent / "results"
 SEQ, BATCH, VOCAB = 64, 16, 8000
@@ -43,8 +43,14 @@ SEQ, BATCH, VOCAB = 64, 16, 8000
 
 def make_model(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
-    cfg = BertConfig(vocab_size=VOCAB, hidden_size=256, num_hidden_layers=2,
-                     num_attention_heads=4, intermediate_size=1024, max_position_embeddings=128)
+    cfg = BertConfig(
+        vocab_size=VOCAB,
+        hidden_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=1024,
+        max_position_embeddings=128,
+    )
     return BertForSequenceClassification(cfg)
 
 
@@ -97,12 +103,25 @@ class TimedTrainer(Trainer):
 def run_ours(mode: str, uri: str | None, batches: list, val: list, logging_steps: int) -> dict:
     model = make_model()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    trainer = TimedTrainer(model, batches, val, opt, nn.CrossEntropyLoss(), "cpu", num_epochs=1,
-                           logging_steps=logging_steps, log_system_metrics=mode != "none",
-                           system_metrics_interval=10, track=mode != "none")
+    trainer = TimedTrainer(
+        model,
+        batches,
+        val,
+        opt,
+        nn.CrossEntropyLoss(),
+        "cpu",
+        num_epochs=1,
+        logging_steps=logging_steps,
+        log_system_metrics=mode != "none",
+        system_metrics_interval=10,
+        track=mode != "none",
+    )
     trainer.naive = mode == "naive"
-    row: dict[str, Any] = {"mode": mode, "store": "none" if uri is None else _store_name(uri),
-                           "logging_steps": logging_steps}
+    row: dict[str, Any] = {
+        "mode": mode,
+        "store": "none" if uri is None else _store_name(uri),
+        "logging_steps": logging_steps,
+    }
     if uri is None:
         trainer.train()
     else:
@@ -153,17 +172,32 @@ def run_hf(uri: str, batches: list) -> dict:
     os.environ["MLFLOW_TRACKING_URI"] = uri
     os.environ["MLFLOW_EXPERIMENT_NAME"] = "bench_hf"
     out = tempfile.mkdtemp()
-    args = TrainingArguments(output_dir=out, per_device_train_batch_size=BATCH, num_train_epochs=1,
-                             logging_steps=1, save_strategy="no", report_to=[], use_cpu=True,
-                             dataloader_num_workers=0, disable_tqdm=True, seed=0)
-    trainer = HFTrainer(model=make_model(), args=args, train_dataset=Rows(),
-                        callbacks=[MLflowCallback()])
+    args = TrainingArguments(
+        output_dir=out,
+        per_device_train_batch_size=BATCH,
+        num_train_epochs=1,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        seed=0,
+    )
+    trainer = HFTrainer(
+        model=make_model(), args=args, train_dataset=Rows(), callbacks=[MLflowCallback()]
+    )
     t0 = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - t0
     mlflow.end_run()
-    return {"mode": "hf", "store": _store_name(uri), "logging_steps": 1,
-            "step_ms": 1000 * seconds / len(batches), "steps": len(batches)}
+    return {
+        "mode": "hf",
+        "store": _store_name(uri),
+        "logging_steps": 1,
+        "step_ms": 1000 * seconds / len(batches),
+        "steps": len(batches),
+    }
 
 
 def microbench(uri: str) -> dict:
@@ -179,8 +213,10 @@ def microbench(uri: str) -> dict:
             costs.append(time.perf_counter_ns() - t)
         sink.flush()
     costs.sort()
-    return {"median_us_per_value": costs[len(costs) // 2] / 4 / 1000,
-            "p99_us_per_value": costs[int(len(costs) * 0.99)] / 4 / 1000}
+    return {
+        "median_us_per_value": costs[len(costs) // 2] / 4 / 1000,
+        "p99_us_per_value": costs[int(len(costs) * 0.99)] / 4 / 1000,
+    }
 
 
 def system_sample_cost() -> dict:
@@ -214,20 +250,36 @@ def summarize(rows: list[dict]) -> list[dict]:
     table = []
     for (mode, store, ls), rs in groups.items():
         step = statistics.median(r["step_ms"] for r in rs)
-        table.append({
-            "mode": mode, "store": store, "logging_steps": ls, "rounds": len(rs),
-            "step_ms": round(step, 2), "ratio_to_none": round(step / base, 4),
-            "points_sent": sum(r.get("points_sent", 0) for r in rs),
-            "points_read_back": sum(r.get("points_read_back", 0) for r in rs),
-            "run_setup_s": round(statistics.median(r.get("run_setup_s", 0.0) for r in rs), 3),
-            "drain_s": round(statistics.median(r.get("drain_s", 0.0) for r in rs), 3),
-        })
+        table.append(
+            {
+                "mode": mode,
+                "store": store,
+                "logging_steps": ls,
+                "rounds": len(rs),
+                "step_ms": round(step, 2),
+                "ratio_to_none": round(step / base, 4),
+                "points_sent": sum(r.get("points_sent", 0) for r in rs),
+                "points_read_back": sum(r.get("points_read_back", 0) for r in rs),
+                "run_setup_s": round(statistics.median(r.get("run_setup_s", 0.0) for r in rs), 3),
+                "drain_s": round(statistics.median(r.get("drain_s", 0.0) for r in rs), 3),
+            }
+        )
     return table
 
 
 def print_table(table: list[dict]) -> None:
-    cols = ["mode", "store", "logging_steps", "rounds", "step_ms", "ratio_to_none",
-            "points_sent", "points_read_back", "run_setup_s", "drain_s"]
+    cols = [
+        "mode",
+        "store",
+        "logging_steps",
+        "rounds",
+        "step_ms",
+        "ratio_to_none",
+        "points_sent",
+        "points_read_back",
+        "run_setup_s",
+        "drain_s",
+    ]
     print(" | ".join(f"{c:>14}" for c in cols))
     for row in table:
         print(" | ".join(f"{row[c]!s:>14}" for c in cols))
@@ -276,17 +328,31 @@ def main() -> int:
             server.stop()
     table = summarize(rows)
     print_table(table)
-    print(f"\ntraining-thread cost per logged value: median {micro['median_us_per_value']:.2f} us, "
-          f"p99 {micro['p99_us_per_value']:.2f} us")
-    print(f"system metrics sample (sampling thread): median "
-          f"{1e6 * system.get('median_s', float('nan')):.0f} us")
+    print(
+        f"\ntraining-thread cost per logged value: median {micro['median_us_per_value']:.2f} us, "
+        f"p99 {micro['p99_us_per_value']:.2f} us"
+    )
+    print(
+        f"system metrics sample (sampling thread): median "
+        f"{1e6 * system.get('median_s', float('nan')):.0f} us"
+    )
     print(f"mlflow server start: {server_start_s:.1f} s (not on the training thread)")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "logging_overhead.json"
-    out.write_text(json.dumps({"table": table, "rows": rows, "microbench": micro,
-                               "system_sample": system, "server_start_s": server_start_s,
-                               "torch_threads": torch.get_num_threads(),
-                               "cpu_count": os.cpu_count()}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "table": table,
+                "rows": rows,
+                "microbench": micro,
+                "system_sample": system,
+                "server_start_s": server_start_s,
+                "torch_threads": torch.get_num_threads(),
+                "cpu_count": os.cpu_count(),
+            },
+            indent=2,
+        )
+    )
     print(f"written: {out}")
     return 0
 

@@ -8,8 +8,9 @@
 #   scripts/tracking_server.sh -- --allowed-hosts mlflow.lab.example   # extra `mlflow server` args
 #
 # Options (or environment variables; options win):
-#   --db-url URL     PSY_TRACKING_DB_URL   backend store, created if missing
-#                    (default postgresql://postgres@127.0.0.1:5432/psy_agents_mlflow)
+#   --db-url URL     PSY_TRACKING_DB_URL   backend store, created if missing (default
+#                    postgresql://$PGUSER@$PGHOST:$PGPORT/psy_agents_mlflow, those defaulting
+#                    to postgres, 127.0.0.1 and 5432; a password is best left to PGPASSWORD)
 #   --host HOST      PSY_TRACKING_HOST     interface to bind (default 127.0.0.1)
 #   --port PORT      PSY_TRACKING_PORT     (default 5000)
 #   --state DIR      PSY_TRACKING_STATE    pid, log, auth config and secrets
@@ -20,13 +21,16 @@
 # password MLFLOW_AUTH_ADMIN_PASSWORD (at least 12 characters); when unset, one is generated
 # once into STATE/admin_password (mode 600). New users get PSY_TRACKING_AUTH_DEFAULT_PERMISSION
 # (READ, EDIT, MANAGE or NO_PERMISSIONS; default READ) on experiments they did not create.
+# A checked password is cached for PSY_TRACKING_AUTH_CACHE_S seconds (default 60; 0 = off):
+# each check costs a slow hash, per request, and a password change reaches every worker
+# within that time.
 # Passwords never appear on a command line or in what this script prints.
 set -euo pipefail
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 die() { echo "error: $*" >&2; exit 2; }
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 repo="$(dirname "$here")"
 bin="${PSY_TRACKING_BIN:-}"
 if [[ -z "$bin" ]]; then
@@ -35,7 +39,7 @@ fi
 py="$bin/python"
 [[ -x "$bin/mlflow" && -x "$py" ]] || die "no mlflow found (looked in $bin); run 'make install' or set PSY_TRACKING_BIN"
 
-db_url="${PSY_TRACKING_DB_URL:-postgresql://postgres@127.0.0.1:5432/psy_agents_mlflow}"
+db_url="${PSY_TRACKING_DB_URL:-postgresql://${PGUSER:-postgres}@${PGHOST:-127.0.0.1}:${PGPORT:-5432}/psy_agents_mlflow}"
 host="${PSY_TRACKING_HOST:-127.0.0.1}"
 port="${PSY_TRACKING_PORT:-5000}"
 state="${PSY_TRACKING_STATE:-.psy_agents/tracking_server}"
@@ -143,6 +147,8 @@ if ((auth)); then
   case "$permission" in READ|EDIT|MANAGE|NO_PERMISSIONS) ;; *)
     die "PSY_TRACKING_AUTH_DEFAULT_PERMISSION must be READ, EDIT, MANAGE or NO_PERMISSIONS" ;;
   esac
+  auth_cache_s="${PSY_TRACKING_AUTH_CACHE_S:-60}"
+  [[ "$auth_cache_s" =~ ^[0-9]+$ ]] || die "PSY_TRACKING_AUTH_CACHE_S must be a number of seconds"
   export MLFLOW_AUTH_ADMIN_USERNAME="${MLFLOW_AUTH_ADMIN_USERNAME:-admin}"
   if [[ -z "${MLFLOW_AUTH_ADMIN_PASSWORD:-}" ]]; then
     MLFLOW_AUTH_ADMIN_PASSWORD="$(secret admin_password)"
@@ -157,6 +163,7 @@ default_permission = $permission
 database_uri = sqlite:///$state/basic_auth.db
 admin_username = $MLFLOW_AUTH_ADMIN_USERNAME
 authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+auth_cache_ttl_seconds = $auth_cache_s
 EOF
   export MLFLOW_AUTH_CONFIG_PATH="$state/basic_auth.ini"
   umask 077  # the auth database (password hashes) is readable by its owner only

@@ -38,8 +38,9 @@ def _only_run(uri: str, experiment: str):
     return client, runs[0]
 
 
-def test_train_builds_the_spec_run_tree(tiny_overrides: list[str], tracking_uri: str,
-                                        capsys) -> None:
+def test_train_builds_the_spec_run_tree(
+    tiny_overrides: list[str], tracking_uri: str, capsys
+) -> None:
     assert main(["train", "task=criteria", *tiny_overrides]) == 0
     out = capsys.readouterr().out
     assert "best val macro F1" in out and "mlflow ui --backend-store-uri" in out
@@ -103,8 +104,15 @@ def test_malformed_data_is_a_clear_error(tmp_path: Path, tracking_uri: str, caps
     posts.write_text("post_id,body\n1,hello\n")
     ann = tmp_path / "ann.csv"
     ann.write_text("post_id,sentence_id,sentence_text,DSM5_symptom,status,explanation\n")
-    code = main(["train", "model=tiny", f"data.posts_path={posts}",
-                 f"data.annotations_path={ann}", f"mlflow.tracking_uri={tracking_uri}"])
+    code = main(
+        [
+            "train",
+            "model=tiny",
+            f"data.posts_path={posts}",
+            f"data.annotations_path={ann}",
+            f"mlflow.tracking_uri={tracking_uri}",
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "text" in err and err.count("\n") == 1
@@ -113,7 +121,10 @@ def test_malformed_data_is_a_clear_error(tmp_path: Path, tracking_uri: str, caps
 def test_module_entry_point_works_from_any_folder(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "psy_agents_noaug.cli", "train", "training.num_epochs=0"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2
     assert "bad value training.num_epochs=0" in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from mlflow import MlflowClient
 
 from psy_agents_noaug.training.distributed import DistContext, ShardSampler
 from psy_agents_noaug.training.train_loop import Trainer
+from tests.toy import ToyDataset, ToyModel
 
 
 def test_shards_cover_every_item_exactly_once() -> None:
@@ -24,11 +26,26 @@ def test_torchrun_two_processes_make_one_run(small_data, tmp_path: Path) -> None
     torchrun = str(Path(sys.executable).with_name("torchrun"))
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     result = subprocess.run(
-        [torchrun, "--nproc_per_node=2", "-m", "psy_agents_noaug.cli", "train", "model=tiny",
-         "device=cpu", "model.max_length=64", "training.num_epochs=2", "progress=false",
-         f"data.posts_path={posts}", f"data.annotations_path={ann}",
-         f"mlflow.tracking_uri={uri}", "training.logging_steps=1"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        [
+            torchrun,
+            "--nproc_per_node=2",
+            "-m",
+            "psy_agents_noaug.cli",
+            "train",
+            "model=tiny",
+            "device=cpu",
+            "model.max_length=64",
+            "training.num_epochs=2",
+            "progress=false",
+            f"data.posts_path={posts}",
+            f"data.annotations_path={ann}",
+            f"mlflow.tracking_uri={uri}",
+            "training.logging_steps=1",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "PSY_AGENTS_JOURNAL_DIR": str(tmp_path / "journal")},
     )
     assert result.returncode == 0, result.stderr[-2000:]
@@ -51,37 +68,31 @@ def test_torchrun_two_processes_make_one_run(small_data, tmp_path: Path) -> None
 
 def test_evaluate_gathers_predictions_from_every_rank(tmp_path: Path) -> None:
     """Two gloo ranks evaluating disjoint shards report the single-process metrics."""
-    script = tmp_path / "eval_ddp.py"
-    script.write_text(
-        "import json, sys, torch\n"
-        "sys.path.insert(0, %r)\n"
-        "from tests.toy import ToyDataset, ToyModel\n"
-        "from torch.utils.data import DataLoader\n"
-        "from psy_agents_noaug.training.distributed import init_distributed, ShardSampler\n"
-        "from psy_agents_noaug.training.train_loop import Trainer\n"
-        "ctx = init_distributed('cpu')\n"
-        "torch.manual_seed(0); model = ToyModel()\n"
-        "ds = ToyDataset(45, seed=3)\n"
-        "loader = DataLoader(ds, batch_size=8, sampler=ShardSampler(len(ds), ctx))\n"
-        "t = Trainer(model, loader, loader, torch.optim.SGD(model.parameters(), lr=0.1),\n"
-        "            torch.nn.CrossEntropyLoss(), 'cpu', track=False, distributed=ctx)\n"
-        "m = t.evaluate()\n"
-        "if ctx.rank == 0: print(json.dumps(m))\n" % str(Path(__file__).resolve().parents[1])
-    )
     torchrun = str(Path(sys.executable).with_name("torchrun"))
-    out = subprocess.run([torchrun, "--nproc_per_node=2", str(script)], capture_output=True,
-                         text=True, timeout=180, cwd=tmp_path)
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [torchrun, "--nproc_per_node=2", str(root / "tests" / "ddp_eval_script.py")],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
     assert out.returncode == 0, out.stderr[-2000:]
-    import json
-
-    from tests.toy import ToyDataset, ToyModel
 
     ddp = json.loads(out.stdout.strip().splitlines()[-1])
     torch.manual_seed(0)
     model = ToyModel()
     loader = torch.utils.data.DataLoader(ToyDataset(45, seed=3), batch_size=8)
-    single = Trainer(model, loader, loader, torch.optim.SGD(model.parameters(), lr=0.1),
-                     torch.nn.CrossEntropyLoss(), "cpu", track=False).evaluate()
+    single = Trainer(
+        model,
+        loader,
+        loader,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        torch.nn.CrossEntropyLoss(),
+        "cpu",
+        track=False,
+    ).evaluate()
     for key in ("val_f1_macro", "val_accuracy", "val_auroc"):
         assert abs(ddp[key] - single[key]) < 1e-9, key
     assert abs(ddp["val_loss"] - single["val_loss"]) < 1e-5

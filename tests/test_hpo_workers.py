@@ -266,7 +266,7 @@ def test_killed_worker_trial_fails_by_heartbeat_and_is_retried(
     )
     tracking = _tracking_copy(empty_db, workdir)
     marker = workdir / "victim_started"
-    logs = [workdir / f"worker{i}.log" for i in range(3)]
+    logs = [workdir / f"worker{i}.log" for i in range(2)]  # the victim and one survivor
     hang = ("--no-sink", "--hang-marker", str(marker))
     victim = _start_worker(storage, tracking, workdir, logs[0], *hang)
     others = [_start_worker(storage, tracking, workdir, log, "--no-sink") for log in logs[1:]]
@@ -274,7 +274,7 @@ def test_killed_worker_trial_fails_by_heartbeat_and_is_retried(
     os.kill(victim.pid, signal.SIGKILL)
     assert victim.wait(timeout=30) == -signal.SIGKILL
     codes = _wait_all(others, deadline_s=150)
-    assert codes == [0, 0], [log.read_text()[-2000:] for log in logs[1:]]
+    assert codes == [0], logs[1].read_text()[-2000:]
 
     from optuna.trial import TrialState
 

@@ -76,8 +76,12 @@ def test_interrupted_sync_resumes_without_doubling(tracking_uri: str) -> None:
     jr.append_points(path, run_id, tracking_uri, points)
     journal = jr.Journal.read(path)
     first_end, first_chunk, _ = next(journal.chunks(0))
-    client.log_batch(run_id, metrics=[mlflow.entities.Metric(p.key, p.value, p.timestamp_ms,
-                                                             p.step) for p in first_chunk])
+    client.log_batch(
+        run_id,
+        metrics=[
+            mlflow.entities.Metric(p.key, p.value, p.timestamp_ms, p.step) for p in first_chunk
+        ],
+    )
     journal.mark_uploaded(first_end)  # as if the previous sync died after one batch
     sync_journal(path, tracking_uri=tracking_uri)
     assert len(_history(tracking_uri, run_id, "m")) == 2500

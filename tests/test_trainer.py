@@ -14,13 +14,30 @@ from mlflow import MlflowClient
 from psy_agents_noaug.training.train_loop import Trainer
 from tests.toy import toy_setup
 
-STEP_KEYS = ("train/loss_step", "train/accuracy_step", "train/learning_rate",
-             "train/batch_time_seconds")
-EPOCH_KEYS = ("epoch/train_loss", "epoch/train_accuracy", "epoch/val_loss", "epoch/val_accuracy",
-              "epoch/val_f1_macro", "epoch/val_precision_macro", "epoch/val_recall_macro",
-              "epoch/val_auroc", "epoch/duration_seconds")
-FINAL_KEYS = ("final/best_val_f1_macro", "final/best_epoch", "final/total_epochs",
-              "final/total_steps", "final/early_stopped")
+STEP_KEYS = (
+    "train/loss_step",
+    "train/accuracy_step",
+    "train/learning_rate",
+    "train/batch_time_seconds",
+)
+EPOCH_KEYS = (
+    "epoch/train_loss",
+    "epoch/train_accuracy",
+    "epoch/val_loss",
+    "epoch/val_accuracy",
+    "epoch/val_f1_macro",
+    "epoch/val_precision_macro",
+    "epoch/val_recall_macro",
+    "epoch/val_auroc",
+    "epoch/duration_seconds",
+)
+FINAL_KEYS = (
+    "final/best_val_f1_macro",
+    "final/best_epoch",
+    "final/total_epochs",
+    "final/total_steps",
+    "final/early_stopped",
+)
 
 
 def _steps(uri: str, run_id: str, key: str) -> list[int]:
@@ -68,7 +85,12 @@ def test_migration_guide_before_and_after(tracking_uri: str) -> None:
     before = trainer.train()
     # After:
     trainer = Trainer(
-        model, train_loader, val_loader, optimizer, criterion, device,
+        model,
+        train_loader,
+        val_loader,
+        optimizer,
+        criterion,
+        device,
         logging_steps=100,
         log_system_metrics=True,
     )
@@ -84,8 +106,16 @@ def test_migration_guide_before_and_after(tracking_uri: str) -> None:
 def test_every_step_logged_with_logging_steps_1(tracking_uri: str) -> None:
     model, train_loader, val_loader, optimizer, criterion = toy_setup(n_train=80)
     with mlflow.start_run() as run:
-        Trainer(model, train_loader, val_loader, optimizer, criterion, "cpu", num_epochs=3,
-                logging_steps=1).train()
+        Trainer(
+            model,
+            train_loader,
+            val_loader,
+            optimizer,
+            criterion,
+            "cpu",
+            num_epochs=3,
+            logging_steps=1,
+        ).train()
     assert _steps(tracking_uri, run.info.run_id, "train/loss_step") == list(range(1, 31))
 
 
@@ -98,8 +128,9 @@ def test_nan_loss_stops_training_and_marks_early_stopped(tracking_uri: str) -> N
         loss = torch.nn.functional.cross_entropy(logits, labels)
         return loss * float("nan") if calls["n"] >= 16 else loss
 
-    trainer = Trainer(model, train_loader, val_loader, optimizer, exploding, "cpu",
-                      num_epochs=3, logging_steps=1)
+    trainer = Trainer(
+        model, train_loader, val_loader, optimizer, exploding, "cpu", num_epochs=3, logging_steps=1
+    )
     results = trainer.train()
     assert results["stop_reason"] == "non_finite_loss"
     assert "loss became nan at step 16" in results["message"]
@@ -137,8 +168,9 @@ def test_interruption_and_failure_statuses_keep_metrics(
 ) -> None:
     model, train_loader, val_loader, optimizer, criterion = toy_setup()
     model = _model_failing_at(model, 8, exc)
-    trainer = Trainer(model, train_loader, val_loader, optimizer, criterion, "cpu",
-                      num_epochs=2, logging_steps=1)
+    trainer = Trainer(
+        model, train_loader, val_loader, optimizer, criterion, "cpu", num_epochs=2, logging_steps=1
+    )
     with pytest.raises(type(exc)):
         trainer.train()
     run = MlflowClient(tracking_uri).get_run(trainer.run_id)
@@ -160,8 +192,9 @@ def test_sigterm_ends_the_run_killed(tracking_uri: str) -> None:
 
     model.forward = terminate_on_fifth  # type: ignore[method-assign]
     previous = signal.getsignal(signal.SIGTERM)
-    trainer = Trainer(model, train_loader, val_loader, optimizer, criterion, "cpu",
-                      num_epochs=2, logging_steps=1)
+    trainer = Trainer(
+        model, train_loader, val_loader, optimizer, criterion, "cpu", num_epochs=2, logging_steps=1
+    )
     with pytest.raises(KeyboardInterrupt):
         trainer.train()
     assert MlflowClient(tracking_uri).get_run(trainer.run_id).info.status == "KILLED"
@@ -180,18 +213,37 @@ def test_callback_exception_propagates_and_caller_run_stays_active(tracking_uri:
 
     with mlflow.start_run() as run:
         with pytest.raises(Pruned):
-            Trainer(model, train_loader, val_loader, optimizer, criterion, "cpu", num_epochs=3,
-                    epoch_end_callback=prune_after_first).train()
+            Trainer(
+                model,
+                train_loader,
+                val_loader,
+                optimizer,
+                criterion,
+                "cpu",
+                num_epochs=3,
+                epoch_end_callback=prune_after_first,
+            ).train()
         assert mlflow.active_run().info.run_id == run.info.run_id
     assert _steps(tracking_uri, run.info.run_id, "epoch/val_f1_macro") == [1]
 
 
 def test_early_stopping_and_checkpoint_contents(tracking_uri: str, tmp_path) -> None:
     model, train_loader, val_loader, optimizer, criterion = toy_setup()
-    trainer = Trainer(model, train_loader, val_loader, optimizer, criterion, "cpu",
-                      num_epochs=20, early_stopping_patience=1, early_stopping_metric="val_loss",
-                      early_stopping_mode="min", save_dir=tmp_path / "ckpt",
-                      config={"model": {"name": "toy"}}, track=False)
+    trainer = Trainer(
+        model,
+        train_loader,
+        val_loader,
+        optimizer,
+        criterion,
+        "cpu",
+        num_epochs=20,
+        early_stopping_patience=1,
+        early_stopping_metric="val_loss",
+        early_stopping_mode="min",
+        save_dir=tmp_path / "ckpt",
+        config={"model": {"name": "toy"}},
+        track=False,
+    )
     results = trainer.train()
     assert results["early_stopped"] and results["total_epochs"] < 20
     state = torch.load(tmp_path / "ckpt" / "best_checkpoint.pt", weights_only=True)
@@ -202,8 +254,12 @@ def test_early_stopping_and_checkpoint_contents(tracking_uri: str, tmp_path) -> 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"num_epochs": 0}, "num_epochs"), ({"logging_steps": -1}, "logging_steps"),
-     ({"max_grad_norm": 0.0}, "max_grad_norm"), ({"early_stopping_metric": "f1"}, "val_")],
+    [
+        ({"num_epochs": 0}, "num_epochs"),
+        ({"logging_steps": -1}, "logging_steps"),
+        ({"max_grad_norm": 0.0}, "max_grad_norm"),
+        ({"early_stopping_metric": "f1"}, "val_"),
+    ],
 )
 def test_bad_arguments_fail_early(kwargs: dict, message: str) -> None:
     model, train_loader, val_loader, optimizer, criterion = toy_setup()

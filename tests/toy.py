@@ -33,8 +33,12 @@ class ToyModel(nn.Module):
 
 def toy_setup(n_train: int = 96, batch_size: int = 8):
     model = ToyModel()
-    train_loader = DataLoader(ToyDataset(n_train, seed=0), batch_size=batch_size, shuffle=True,
-                              generator=torch.Generator().manual_seed(0))
+    train_loader = DataLoader(
+        ToyDataset(n_train, seed=0),
+        batch_size=batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(0),
+    )
     val_loader = DataLoader(ToyDataset(48, seed=1), batch_size=16)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     criterion = nn.CrossEntropyLoss()

@@ -48,8 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[command](rest)
     except KeyboardInterrupt:
-        print("\ninterrupted: the run was ended as KILLED; metrics logged so far are kept",
-              file=sys.stderr)
+        print(
+            "\ninterrupted: the run was ended as KILLED; metrics logged so far are kept",
+            file=sys.stderr,
+        )
         return 130
     except Exception as exc:
         if _is_user_error(exc):
@@ -116,7 +118,9 @@ def split_args(command: str, args: list[str]) -> tuple[dict[str, str], list[str]
         elif not sep and command == "sync" and "journal" not in own:
             own["journal"] = arg
         elif not sep:
-            raise UsageError(f"argument {arg!r} is not key=value; see `psy-agents {command} --help`")
+            raise UsageError(
+                f"argument {arg!r} is not key=value; see `psy-agents {command} --help`"
+            )
         else:
             overrides.append(arg)
     return own, overrides
@@ -126,8 +130,9 @@ def _command_help(command: str) -> str:
     extra = COMMAND_ARGS[command]
     lines = [f"psy-agents {command} " + " ".join(f"{a}=…" for a in extra) + " [overrides…]"]
     if command in ("train", "hpo", "evaluate"):
-        from psy_agents_noaug.config import load_config
         from omegaconf import OmegaConf
+
+        from psy_agents_noaug.config import load_config
 
         lines += ["", "Config (override any key with key=value):", OmegaConf.to_yaml(load_config())]
     return "\n".join(lines)
@@ -148,16 +153,21 @@ def cmd_train(args: list[str]) -> int:
     if results.get("stop_reason") == "non_finite_loss":
         print(f"error: {results.get('message')}", file=sys.stderr)
     print(f"best val macro F1 : {results['best_val_f1_macro']:.4f} (epoch {results['best_epoch']})")
-    print(f"steps / epochs    : {results['total_steps']} / {results['total_epochs']}"
-          + ("  (stopped early)" if results["early_stopped"] else ""))
+    print(
+        f"steps / epochs    : {results['total_steps']} / {results['total_epochs']}"
+        + ("  (stopped early)" if results["early_stopped"] else "")
+    )
     if cfg.mlflow.enabled:
         print(f"run id            : {results['run_id']}  (experiment {results['experiment_name']})")
         if results.get("model_version") is not None:
             v = results["model_version"]
             print(f"registered model  : {v.name} version {v.version}")
         uri = cfg.mlflow.tracking_uri
-        print(f"see it with       : mlflow ui --backend-store-uri {mask_uri(uri)}"
-              if not uri.startswith("http") else f"open              : {mask_uri(uri)}")
+        print(
+            f"see it with       : mlflow ui --backend-store-uri {mask_uri(uri)}"
+            if not uri.startswith("http")
+            else f"open              : {mask_uri(uri)}"
+        )
     return 1 if results.get("stop_reason") == "non_finite_loss" else 0
 
 

@@ -33,7 +33,7 @@ CRITERIA: tuple[Criterion, ...] = (
         symptom="DEPRESSED_MOOD",
         name="Depressed mood",
         description=(
-            "Feeling sad, down, empty or hopeless, a low mood most of the day, nearly every day."
+            "Feeling sad, down or hopeless: a low mood most of the day, nearly every day."
         ),
     ),
     Criterion(
@@ -41,8 +41,7 @@ CRITERIA: tuple[Criterion, ...] = (
         symptom="ANHEDONIA",
         name="Loss of interest or pleasure",
         description=(
-            "Lost interest in, or no longer enjoying, almost all activities "
-            "and hobbies that used to be fun."
+            "Lost interest in hobbies and activities, no longer able to enjoy things or have fun."
         ),
     ),
     Criterion(
@@ -50,7 +49,8 @@ CRITERIA: tuple[Criterion, ...] = (
         symptom="APPETITE_CHANGE",
         name="Appetite or weight change",
         description=(
-            "A clear change in appetite or weight: eating much less or much more than usual."
+            "A clear change in appetite or weight: "
+            "the person may eat much less or much more than usual."
         ),
     ),
     Criterion(
@@ -58,8 +58,8 @@ CRITERIA: tuple[Criterion, ...] = (
         symptom="SLEEP_ISSUES",
         name="Sleep disturbance",
         description=(
-            "Sleep problems nearly every day: being unable to sleep, "
-            "waking too early, or sleeping too much."
+            "Sleep problems nearly every day: "
+            "cannot fall asleep, waking too early, or too much sleep."
         ),
     ),
     Criterion(
@@ -67,37 +67,34 @@ CRITERIA: tuple[Criterion, ...] = (
         symptom="PSYCHOMOTOR",
         name="Restlessness or slowing down",
         description=(
-            "Being restless and unable to sit still, or moving and talking more slowly than usual."
+            "Restless and unable to sit still, or moving and talking so slow that others notice."
         ),
     ),
     Criterion(
         id="A.6",
         symptom="FATIGUE",
         name="Fatigue or loss of energy",
-        description=("Feeling tired, exhausted or without energy nearly every day."),
+        description=("Feeling tired or exhausted, with no energy, nearly every day."),
     ),
     Criterion(
         id="A.7",
         symptom="WORTHLESSNESS",
         name="Worthlessness or excessive guilt",
         description=(
-            "Feeling worthless or like a failure, or feeling too much guilt and blaming oneself."
+            "Feeling worthless, like a failure, or guilty, with strong guilt and blame for oneself."
         ),
     ),
     Criterion(
         id="A.8",
         symptom="COGNITIVE_ISSUES",
         name="Poor concentration or indecisiveness",
-        description=("Trouble concentrating, focusing, thinking clearly or making decisions."),
+        description=("Being unable to concentrate, focus, think clearly or make decisions."),
     ),
     Criterion(
         id="A.9",
         symptom="SUICIDAL_THOUGHTS",
         name="Thoughts of death or suicide",
-        description=(
-            "Repeated thoughts of death, wanting to die, "
-            "or thoughts of suicide or of ending one's life."
-        ),
+        description=("Thoughts of death or suicide, wanting to die, or plans to end one's life."),
     ),
 )
 

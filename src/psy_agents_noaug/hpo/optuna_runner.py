@@ -24,6 +24,7 @@ finish exactly 12, and rerunning a finished study's command does nothing more.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import math
 import threading
@@ -59,6 +60,10 @@ TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
 
 _DIRECTIONS = ("maximize", "minimize")
 _MAX_TAG_CHARS = 4000
+#: Seconds between looks at the study while this worker waits for others' last trials.
+_IDLE_POLL_S = 1.0
+#: A failed trial older than this is no longer being ended by its own worker.
+_SETTLE_S = 60.0
 
 
 def _finite_value(result: Any) -> float:
@@ -105,8 +110,8 @@ class _TrialRuns:
         self.parent_run_id = parent_run_id
         self.study_name = study_name
 
-    def start(self, trial: optuna.Trial, retry_of: int | None) -> str:
-        """Create ``trial_NNNN`` under the parent and make it this thread's active run."""
+    def create(self, trial: optuna.Trial, retry_of: int | None) -> str:
+        """Create ``trial_NNNN`` under the parent run; returns its run id."""
         from mlflow.tracking.context.registry import resolve_tags
 
         tags = {
@@ -122,8 +127,12 @@ class _TrialRuns:
         )
         run_id = run.info.run_id
         trial.set_user_attr("mlflow_run_id", run_id)
-        mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None)
         return run_id
+
+    @staticmethod
+    def activate(run_id: str) -> None:
+        """Make the run this thread's active run, so the objective's logging lands in it."""
+        mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None)
 
     def log_params(self, run_id: str, trial: optuna.Trial, params: Mapping[str, Any]) -> None:
         entries = [Param(f"hpo/{k}", str(v)) for k, v in params.items()]
@@ -409,7 +418,7 @@ class OptunaRunner:
                 sampler=sampler,
                 pruner=pruner,
                 study_name=self.study_name,
-                direction=self.direction,
+                direction=optuna.study.StudyDirection[self.direction.upper()],
                 load_if_exists=True,
             )
         if study.direction.name.lower() != self.direction:
@@ -441,17 +450,20 @@ class OptunaRunner:
             self.parent_run_id = parent.run_id
             runs = _TrialRuns(client, experiment_id, parent.run_id, self.study_name)
 
-        interrupted = False
+        end_status = "FINISHED"
         try:
             self._loop(
                 study, objective_fn, space, n_trials, timeout, handle, stale, runs, parent,
                 catch=catch, callbacks=list(callbacks or ()), show_progress_bar=show_progress_bar,
             )  # fmt: skip
+        except KeyboardInterrupt:
+            end_status = "KILLED"
+            raise
         except BaseException:
-            interrupted = True
+            end_status = "FAILED"
             raise
         finally:
-            self.summary = self._wrap_up(study, handle, stale, runs, parent, interrupted)
+            self.summary = self._wrap_up(study, handle, stale, runs, parent, end_status)
         if print_summary:
             print(format_top_trials(study, self.metric, top_k))
         return study
@@ -533,8 +545,9 @@ class OptunaRunner:
                 if trial is None:
                     if not wait:
                         break
-                    # Others' trials still run: wait, so a trial whose worker dies is retried.
-                    idle.wait(float(handle.heartbeat_interval or 1))
+                    # Others' trials still run: wait, so a trial whose worker dies is retried
+                    # (and the last worker out closes the parent run).
+                    idle.wait(min(float(handle.heartbeat_interval or 1), _IDLE_POLL_S))
                     continue
                 frozen = self._run_trial(study, trial, objective_fn, space, handle, runs, catch)
                 if parent is not None:
@@ -569,33 +582,28 @@ class OptunaRunner:
         value: float | None = None
         error: str | None = None
         reraise: BaseException | None = None
-        heartbeat = (
-            HeartbeatThread(handle.storage, trial._trial_id, handle.heartbeat_interval)
-            if handle.storage is not None and handle.heartbeat_interval is not None
-            else None
-        )
-        if heartbeat is not None:
-            heartbeat.__enter__()
-        try:
-            if runs is not None:
-                attrs = study._storage.get_trial_system_attrs(trial._trial_id)
-                run_id = runs.start(trial, attrs.get("failed_trial"))
-            params = suggest_params(trial, space)
-            if runs is not None and run_id is not None:
-                runs.log_params(run_id, trial, params)
-            value = _finite_value(objective_fn(trial, params))
-            state = TrialState.COMPLETE
-        except optuna.TrialPruned as exc:
-            state, error = TrialState.PRUNED, str(exc) or None
-        except catch as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            _log.warning("trial %d failed: %s", trial.number, error, exc_info=True)
-        except BaseException as exc:  # KeyboardInterrupt, or an exception not in `catch`
-            error = f"{type(exc).__name__}: {exc}"
-            reraise = exc
-        finally:
-            if heartbeat is not None:
-                heartbeat.__exit__(None, None, None)
+        heartbeat: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        if handle.storage is not None and handle.heartbeat_interval is not None:
+            heartbeat = HeartbeatThread(handle.storage, trial._trial_id, handle.heartbeat_interval)
+        with heartbeat:
+            try:
+                if runs is not None:
+                    attrs = study._storage.get_trial_system_attrs(trial._trial_id)
+                    run_id = runs.create(trial, attrs.get("failed_trial"))
+                    runs.activate(run_id)
+                params = suggest_params(trial, space)
+                if runs is not None and run_id is not None:
+                    runs.log_params(run_id, trial, params)
+                value = _finite_value(objective_fn(trial, params))
+                state = TrialState.COMPLETE
+            except optuna.TrialPruned as exc:
+                state, error = TrialState.PRUNED, str(exc) or None
+            except catch as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                _log.warning("trial %d failed: %s", trial.number, error, exc_info=True)
+            except BaseException as exc:  # KeyboardInterrupt, or an exception not in `catch`
+                error = f"{type(exc).__name__}: {exc}"
+                reraise = exc
         if error is not None and state == TrialState.FAIL:
             # Suppressed: the trial may already be failed by another worker's heartbeat check.
             with contextlib.suppress(Exception):
@@ -650,7 +658,7 @@ class OptunaRunner:
         stale: _StaleTrialHandler,
         runs: _TrialRuns | None,
         parent: ParentRun | None,
-        interrupted: bool,
+        status: str,
     ) -> StudySummary:
         """Close the parent run if this worker is the last one out; else refresh it."""
         self._close_lost(stale, runs)
@@ -660,10 +668,14 @@ class OptunaRunner:
             with handle.lock():
                 summary = summarize_study(study)
                 if runs is not None:
+                    # Backstop for lost trials whose detecting worker died before closing their
+                    # run; recent failures are skipped: their own worker may still be ending them.
+                    settled = datetime.datetime.now() - datetime.timedelta(seconds=_SETTLE_S)
                     for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-                        runs.close_lost(trial, self._grace())
+                        if trial.datetime_complete and trial.datetime_complete < settled:
+                            runs.close_lost(trial, self._grace())
                 if summary.running == 0 and summary.waiting == 0:
-                    return parent.finish(study, status="KILLED" if interrupted else "FINISHED")
+                    return parent.finish(study, status=status)
                 return parent.update(study, plots=True)
         except Exception:  # never hide the study's own result or exception
             _log.warning("could not write the final HPO summary", exc_info=True)
@@ -700,6 +712,7 @@ def load_best_params(
     if storage is not None:
         handle = open_storage(storage, study_name, heartbeat_interval=None)
         try:
+            assert handle.storage is not None  # a non-None spec opens a real storage
             study = optuna.load_study(study_name=study_name, storage=handle.storage)
         except KeyError:
             raise ValueError(f"no study {study_name!r} in {handle.description}") from None

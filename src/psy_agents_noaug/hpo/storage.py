@@ -20,6 +20,9 @@ run, claim the next trial within the trial budget, fail stale trials). Choice of
   server when the worker's connection drops);
 * MySQL: ``GET_LOCK``;
 * in memory: a thread lock.
+
+The same kind of lock (another key) also serializes creating Optuna's tables in a fresh
+database, which workers that start together would otherwise race on.
 """
 
 from __future__ import annotations

@@ -19,7 +19,9 @@ def _checkpoint_from_run(run_id: str, tracking_uri: str) -> Path:
     dst = Path(tempfile.mkdtemp(prefix="psy-agents-eval-"))
     try:
         local = mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path="checkpoints/best_checkpoint.pt", dst_path=str(dst),
+            run_id=run_id,
+            artifact_path="checkpoints/best_checkpoint.pt",
+            dst_path=str(dst),
             tracking_uri=tracking_uri,
         )
     except Exception as exc:
@@ -44,26 +46,42 @@ def run_evaluate(
     from psy_agents_noaug.models.factory import build_model
     from psy_agents_noaug.training.train_loop import Trainer
 
-    path = _checkpoint_from_run(run_id, cfg.mlflow.tracking_uri) if run_id else Path(checkpoint or "")
+    path = (
+        _checkpoint_from_run(run_id, cfg.mlflow.tracking_uri) if run_id else Path(checkpoint or "")
+    )
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     state = torch.load(path, map_location="cpu", weights_only=True)
     saved = state.get("config") or {}
-    run_cfg: Any = OmegaConf.merge(cfg, {k: saved[k] for k in ("model", "data", "task", "seed")
-                                    if k in saved})
+    run_cfg: Any = OmegaConf.merge(
+        cfg, {k: saved[k] for k in ("model", "data", "task", "seed") if k in saved}
+    )
     splits = load_splits(run_cfg)
     model, tokenizer = build_model(run_cfg.model, run_cfg.task.num_labels)
     model.load_state_dict(state["model_state_dict"])
     _, _, test_loader = build_dataloaders(
-        splits, tokenizer, max_length=run_cfg.model.max_length, batch_size=8,
-        eval_batch_size=run_cfg.training.eval_batch_size, seed=run_cfg.seed,
+        splits,
+        tokenizer,
+        max_length=run_cfg.model.max_length,
+        batch_size=8,
+        eval_batch_size=run_cfg.training.eval_batch_size,
+        seed=run_cfg.seed,
     )
     device = resolve_device(cfg.device)
-    trainer = Trainer(model, test_loader, test_loader, torch.optim.SGD(model.parameters(), lr=0.1),
-                      torch.nn.CrossEntropyLoss(), device, track=False)
+    trainer = Trainer(
+        model,
+        test_loader,
+        test_loader,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        torch.nn.CrossEntropyLoss(),
+        device,
+        track=False,
+    )
     model.to(device)
-    report = {k.replace("test_", "test/", 1): v for k, v in
-              trainer.evaluate(test_loader, prefix="test_").items()}
+    report = {
+        k.replace("test_", "test/", 1): v
+        for k, v in trainer.evaluate(test_loader, prefix="test_").items()
+    }
     report.update(_per_criterion_f1(trainer, test_loader, splits.test, CRITERIA))
     if run_id:
         from psy_agents_noaug.utils.metric_sink import get_sink

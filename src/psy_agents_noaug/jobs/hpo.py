@@ -199,6 +199,16 @@ class _writable:
         OmegaConf.set_readonly(self.cfg, self._readonly)
 
 
+def _plain_dict(node: Any) -> dict[str, Any]:
+    """A config mapping as a plain dict ({} for null)."""
+    if node is None:
+        return {}
+    data = OmegaConf.to_container(node, resolve=True)
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected a mapping, got {data!r}")
+    return {str(k): v for k, v in data.items()}
+
+
 def _refit_source(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, str], str]:
     """Best params of the source study, their config keys, and the source study name."""
     stage = cfg.stage
@@ -215,8 +225,8 @@ def _refit_source(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, str], str]
     mapping: dict[str, Any] = {}
     if source_stage:
         source_cfg = load_config([f"stage={source_stage}", f"task={cfg.task.name}"])
-        mapping.update(OmegaConf.to_container(source_cfg.stage.config_keys) or {})
-    mapping.update(OmegaConf.to_container(stage.get("config_keys") or {}) or {})
+        mapping.update(_plain_dict(source_cfg.stage.get("config_keys")))
+    mapping.update(_plain_dict(stage.get("config_keys")))
     return best, _config_keys(cfg, list(best), mapping), source_study
 
 
@@ -255,11 +265,10 @@ def run_hpo(
         n_trials = len(stage.seeds)
     else:
         raw = stage.get("search_space")
-        search_space = OmegaConf.to_container(raw) if raw is not None else {}  # type: ignore[assignment]
+        search_space = _plain_dict(raw) if raw is None or isinstance(raw, DictConfig) else raw
         n_trials = int(stage.n_trials)
     space = parse_search_space(search_space)
-    mapping = OmegaConf.to_container(stage.get("config_keys") or {}) or {}
-    keys = _config_keys(cfg, list(space), mapping)  # type: ignore[arg-type]
+    keys = _config_keys(cfg, list(space), _plain_dict(stage.get("config_keys")))
     _check_space_fits_config(_apply(cfg, fixed, fixed_keys) if fixed else cfg, space, keys)
 
     epochs = stage.get("num_epochs") or cfg.training.num_epochs

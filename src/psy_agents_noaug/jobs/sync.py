@@ -30,7 +30,8 @@ def sync_journal(path: str | Path, tracking_uri: str | None = None) -> str:
         client.get_run(journal.run_id)
     except Exception as exc:
         raise TrackingStoreError(
-            f"run {journal.run_id} is not reachable at {mask_uri(uri)} ({exc})") from None
+            f"run {journal.run_id} is not reachable at {mask_uri(uri)} ({exc})"
+        ) from None
     sent = jr.replay(journal, client)
     jr.finish(journal)
     return f"uploaded {sent} points to run {journal.run_id} at {mask_uri(uri)}"

@@ -71,7 +71,9 @@ def load_splits(cfg: DictConfig) -> Any:
         posts_path, annotations_path = Path(cfg.data.posts_path), Path(cfg.data.annotations_path)
     data = load_redsm5(posts_path, annotations_path)
     if data.dropped:
-        log.warning("dropped %d annotation rows: %s", len(data.dropped), "; ".join(data.dropped[:5]))
+        log.warning(
+            "dropped %d annotation rows: %s", len(data.dropped), "; ".join(data.dropped[:5])
+        )
     pairs = build_criteria_pairs(data)
     return split_by_post(
         pairs,
@@ -235,8 +237,13 @@ def _run_tracked(cfg: DictConfig, distributed: DistContext) -> dict[str, Any]:
     run = mlflow.start_run(run_name=cfg.mlflow.run_name or default_run_name(cfg))
     sink = metric_sink.get_sink(run.info.run_id, journal_dir=cfg.mlflow.journal_dir)
     sink.own_run()
-    mlflow.set_tags({"task": cfg.task.name, "encoder": cfg.model.encoder_name,
-                     "world_size": str(distributed.world_size)})
+    mlflow.set_tags(
+        {
+            "task": cfg.task.name,
+            "encoder": cfg.model.encoder_name,
+            "world_size": str(distributed.world_size),
+        }
+    )
     status = "FAILED"
     try:
         results = train_from_config(cfg, prepared=prepared)

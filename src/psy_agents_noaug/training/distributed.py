@@ -70,21 +70,26 @@ class ShardSampler(Sampler[int]):
         return len(self.indices)
 
 
-def shard_loaders(train: DataLoader, val: DataLoader, ctx: DistContext, seed: int) -> tuple[
-    DataLoader, DataLoader
-]:
+def shard_loaders(
+    train: DataLoader, val: DataLoader, ctx: DistContext, seed: int
+) -> tuple[DataLoader, DataLoader]:
     """Train with a DistributedSampler (shuffled per epoch); validate on disjoint shards."""
     train_sampler: DistributedSampler[Any] = DistributedSampler(
         train.dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=seed
     )
     sharded_train = DataLoader(
-        train.dataset, batch_size=train.batch_size, sampler=train_sampler,
-        collate_fn=train.collate_fn, num_workers=train.num_workers,
+        train.dataset,
+        batch_size=train.batch_size,
+        sampler=train_sampler,
+        collate_fn=train.collate_fn,
+        num_workers=train.num_workers,
     )
     sharded_val = DataLoader(
-        val.dataset, batch_size=val.batch_size,
+        val.dataset,
+        batch_size=val.batch_size,
         sampler=ShardSampler(len(val.dataset), ctx),  # type: ignore[arg-type]
-        collate_fn=val.collate_fn, num_workers=val.num_workers,
+        collate_fn=val.collate_fn,
+        num_workers=val.num_workers,
     )
     return sharded_train, sharded_val
 

@@ -350,8 +350,15 @@ class Trainer:
             loss_sum += step_loss
             correct += step_correct
             seen += step_seen
-        totals = all_reduce_sum(torch.stack([loss_sum, correct.to(loss_sum.dtype),
-                                             torch.tensor(float(seen), device=self.device)]))
+        totals = all_reduce_sum(
+            torch.stack(
+                [
+                    loss_sum,
+                    correct.to(loss_sum.dtype),
+                    torch.tensor(float(seen), device=self.device),
+                ]
+            )
+        )
         loss_total, correct_total, seen_total = totals.tolist()  # one sync per epoch
         if seen_total == 0:
             raise ValueError("the training loader is empty")
