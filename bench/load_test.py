@@ -133,7 +133,7 @@ def _child_main(argv: Sequence[str]) -> int:
     parser.add_argument("--tracking-uri", required=True)
     parser.add_argument("--storage")
     parser.add_argument("--steps", type=int, required=True)
-    parser.add_argument("--trials", type=int, default=0)
+    parser.add_argument("--trials", type=int, default=0, help="trials in the whole study")
     parser.add_argument("--ready", required=True)
     parser.add_argument("--go", required=True)
     parser.add_argument("--out", required=True)
@@ -144,24 +144,36 @@ def _child_main(argv: Sequence[str]) -> int:
 
 
 # ------------------------------------------------------------------------ the server
-@contextmanager
-def _database(prefix: str) -> Iterator[str]:
+def _admin_sql(*statements: tuple[str, tuple[str, ...]]) -> None:
     import psycopg2
 
+    conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            for sql, params in statements:
+                cur.execute(sql, params)
+    finally:
+        conn.close()
+
+
+@contextmanager
+def _database(prefix: str, *, create: bool) -> Iterator[str]:
+    """A uniquely named PostgreSQL database (created unless the server script does it)."""
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    if create:
+        _admin_sql((f'CREATE DATABASE "{name}"', ()))
     try:
         yield f"{PG_ADMIN_URL}/{name}"
     finally:
-        conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(
+        _admin_sql(
+            (
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE datname = %s AND pid <> pg_backend_pid()",
                 (name,),
-            )
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.close()
+            ),
+            (f'DROP DATABASE IF EXISTS "{name}"', ()),
+        )
 
 
 @contextmanager
@@ -224,6 +236,9 @@ def _count_points(tracking_uri: str) -> tuple[int, int, list[str]]:
     stored, runs, problems = 0, 0, []
     for name in (HPO_EXPERIMENT, TRAIN_EXPERIMENT):
         experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            problems.append(f"experiment {name} was never created")
+            continue
         for run in client.search_runs([experiment.experiment_id], max_results=1000):
             if run.data.tags.get("mlflow.runName", "").startswith("HPO_"):
                 continue  # the parent holds the study summary, not training points
@@ -268,7 +283,7 @@ def run_load_test(
         work.mkdir(parents=True, exist_ok=True)
         with (
             _maybe(tracking_uri, lambda: _server_on_new_db(work)) as uri,
-            _maybe(storage, lambda: _database("psy_load_study")) as study_storage,
+            _maybe(storage, lambda: _database("psy_load_study", create=True)) as study_storage,
         ):
             return _run(uri, study_storage, work, hpo_workers, trials_per_worker, steps,
                         training_steps)  # fmt: skip
@@ -285,16 +300,35 @@ def _maybe(given: str | None, make: Any) -> Iterator[str]:
 
 @contextmanager
 def _server_on_new_db(work: Path) -> Iterator[str]:
-    with _database("psy_load_mlflow") as db_url, _tracking_server(work / "server", db_url) as uri:
+    with (
+        _database("psy_load_mlflow", create=False) as db_url,
+        _tracking_server(work / "server", db_url) as uri,
+    ):
         yield uri
+
+
+def _start_together(
+    procs: list[subprocess.Popen[bytes]], readies: list[Path], logs: list[Path], go: Path
+) -> None:
+    """Wait until every process is set up, then release them all at once."""
+    deadline = time.monotonic() + 600
+    while not all(r.exists() for r in readies):
+        failed = [log for p, log in zip(procs, logs, strict=True) if p.poll() not in (None, 0)]
+        if failed or time.monotonic() > deadline:
+            raise RuntimeError(f"a load-test process did not get ready; see {failed or logs}")
+        threading.Event().wait(0.05)
+    go.touch()
 
 
 def _run(uri: str, storage: str, work: Path, hpo_workers: int, trials_per_worker: int,
          steps: int, training_steps: int) -> LoadTestResult:  # fmt: skip
     go = work / f"go-{uuid.uuid4().hex[:6]}"
     env = {**os.environ, "PSY_AGENTS_JOURNAL_DIR": str(work / "journal"), "PYTHONUNBUFFERED": "1"}
-    procs, outs, readies, logs = [], [], [], []
-    roles = [("hpo", steps, trials_per_worker)] * hpo_workers + [("train", training_steps, 0)]
+    procs: list[subprocess.Popen[bytes]] = []
+    outs, readies, logs = [], [], []
+    # n_trials is the size of the shared study, not of one worker's share.
+    study_trials = hpo_workers * trials_per_worker
+    roles = [("hpo", steps, study_trials)] * hpo_workers + [("train", training_steps, 0)]
     for i, (role, n_steps, trials) in enumerate(roles):
         out, ready, log = (work / f"{role}{i}.{ext}" for ext in ("json", "ready", "log"))
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", role,
@@ -308,18 +342,16 @@ def _run(uri: str, storage: str, work: Path, hpo_workers: int, trials_per_worker
         outs.append(out)
         readies.append(ready)
         logs.append(log)
-    deadline = time.monotonic() + 600
-    while not all(r.exists() for r in readies):
-        failed = [log for p, log in zip(procs, logs, strict=True) if p.poll() not in (None, 0)]
-        if failed or time.monotonic() > deadline:
-            for p in procs:
-                p.kill()
-            raise RuntimeError(f"a load-test process did not get ready; see {failed or logs}")
-        threading.Event().wait(0.05)
-    go.touch()
-    for proc, log in zip(procs, logs, strict=True):
-        if proc.wait(timeout=1800) != 0:
-            raise RuntimeError(f"a load-test process failed; see {log}")
+    try:
+        _start_together(procs, readies, logs, go)
+        for proc, log in zip(procs, logs, strict=True):
+            if proc.wait(timeout=1800) != 0:
+                raise RuntimeError(f"a load-test process failed; see {log}")
+    finally:
+        for proc in procs:  # on any failure: no process of ours outlives the test
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     results = [json.loads(o.read_text()) for o in outs]
     start, end = min(r["start"] for r in results), max(r["end"] for r in results)
     sent = hpo_workers * trials_per_worker * points_per_run(steps) + points_per_run(training_steps)
@@ -353,12 +385,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tracking-uri", help="use this server instead of starting one")
     parser.add_argument("--storage", help="Optuna storage instead of a new PostgreSQL database")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--workdir", type=Path, help="keep logs here (default: a temp folder)")
     args = parser.parse_args(argv)
     try:
         result = run_load_test(
             hpo_workers=args.workers, trials_per_worker=args.trials_per_worker,
             steps=args.steps, training_steps=args.training_steps,
-            tracking_uri=args.tracking_uri, storage=args.storage,
+            tracking_uri=args.tracking_uri, storage=args.storage, workdir=args.workdir,
         )  # fmt: skip
     except Exception as exc:  # e.g. no PostgreSQL: one clear line, not a traceback
         print(f"error: load test failed: {exc}", file=sys.stderr)

@@ -4,10 +4,10 @@ Only the process that runs an MLflow run can end it. When that process and its m
 writer die together (SIGKILL of the whole process group, the OOM killer, a lost node), the
 run stays RUNNING for ever. (If only the training process dies, its writer ends the run
 KILLED itself.) The writer of every run psy-agents owns stamps the tag
-``psy_agents.heartbeat`` (unix seconds) every ``PSY_AGENTS_HEARTBEAT_S`` seconds (30 by
-default); a RUNNING run whose last heartbeat is older than ``stale_after_s`` has no live
-owner, and :func:`repair_orphans` ends it FAILED, with a tag that says why. Runs without the
-tag were not started by psy-agents and are never touched.
+``psy_agents.heartbeat`` (milliseconds since the epoch) every 30 s; a RUNNING run whose last
+heartbeat is older than ``stale_after_s`` has no live owner, and :func:`repair_orphans` ends
+it FAILED, with a tag that says why. Runs without the tag were not started by psy-agents and
+are never touched.
 
 Example:
     >>> from psy_agents_noaug.jobs.doctor import repair_orphans
@@ -24,23 +24,23 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from psy_agents_noaug.utils.sink_writer import HEARTBEAT_S, HEARTBEAT_TAG
 from psy_agents_noaug.utils.tracking import TrackingStoreError, mask_uri
 
 __all__ = [
     "DEFAULT_STALE_AFTER_S",
     "END_REASON_TAG",
     "HEARTBEAT_TAG",
+    "REPAIRED_AT_TAG",
     "Orphan",
     "find_orphans",
     "repair_orphans",
 ]
 
-HEARTBEAT_TAG = "psy_agents.heartbeat"  # written by utils/sink_writer.py for owned runs
 END_REASON_TAG = "psy_agents.end_reason"  # the tag the writer also sets on runs it ends
 REPAIRED_AT_TAG = "psy_agents.repaired_at"
-# Ten missed beats at the writer's default interval: a slow store or a long pause of the
-# writer never makes a live run look dead.
-DEFAULT_STALE_AFTER_S = 300.0
+# Ten missed beats: a slow store or a long pause of the writer never makes a live run look dead.
+DEFAULT_STALE_AFTER_S = 10 * HEARTBEAT_S
 _PAGE = 1000
 
 
@@ -104,8 +104,9 @@ def _running_runs(client: Any, experiment_ids: list[str]) -> Iterator[Any]:
 
 
 def _heartbeat(run: Any) -> float | None:
+    """The run's last heartbeat in unix seconds (the tag holds milliseconds)."""
     try:
-        value = float(run.data.tags[HEARTBEAT_TAG])
+        value = float(run.data.tags[HEARTBEAT_TAG]) / 1000
     except (KeyError, TypeError, ValueError):
         return None
     return value if math.isfinite(value) else None
@@ -124,7 +125,7 @@ def find_orphans(
         tracking_uri: The store to inspect.
         experiment_names: Only these experiments (missing ones are skipped); None: all.
         stale_after_s: Seconds without a heartbeat after which a run counts as orphaned;
-            keep it well above the writer's interval (``PSY_AGENTS_HEARTBEAT_S``, 30 s).
+            keep it well above the writer's interval (30 s).
         now: Current unix time (default ``time.time()``).
 
     Returns:
@@ -211,7 +212,7 @@ def repair_orphans(
             tags=[RunTag(END_REASON_TAG, reason), RunTag(REPAIRED_AT_TAG, when)],
         )
         client.set_terminated(
-            orphan.run_id, status="FAILED", end_time=int(orphan.last_heartbeat * 1000)
+            orphan.run_id, status="FAILED", end_time=round(orphan.last_heartbeat * 1000)
         )
         repaired.append(orphan.run_id)
     return repaired
