@@ -38,8 +38,10 @@ format: install
 typecheck: install
 	$(BIN)/mypy
 
-bench: install  ## Logging-overhead benchmark: prints a table, writes bench/results/*.json
+bench: install  ## Benchmarks: print tables, write bench/results/*.json
 	$(BIN)/python bench/run_bench.py
+	$(BIN)/python bench/hpo_bench.py
+	$(BIN)/python bench/load_test.py
 
 ui: install  ## MLflow UI on the default store
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1

@@ -14,6 +14,26 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def _forget_mlflow_globals() -> None:
+    """MLflow keeps the active experiment in a module global *and* MLFLOW_EXPERIMENT_ID;
+    a test that set one would point the next test's fresh store at a missing experiment."""
+    import mlflow
+    from mlflow.tracking import fluent
+
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+    fluent._active_experiment_id = None
+    for name in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"):
+        os.environ.pop(name, None)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_mlflow_state():
+    _forget_mlflow_globals()
+    yield
+    _forget_mlflow_globals()
+
+
 @pytest.fixture
 def tracking_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """A fresh sqlite store in tmp_path; the test runs with tmp_path as cwd."""

@@ -6,6 +6,8 @@
     psy-agents register run_id=ID [name=NAME] [stage=Staging|Production|Archived]
     psy-agents predict  model_uri=URI input=posts.csv [output=predictions.csv]
     psy-agents sync     JOURNAL [tracking_uri=URI]
+    psy-agents doctor   [tracking_uri=URI] [experiment=NAME] [stale_after_s=S] [dry_run=true]
+                                                end RUNNING runs whose process died (FAILED)
 
 Overrides are Hydra's `key=value` (e.g. `model=tiny training.num_epochs=2`). User
 mistakes print one line starting with "error:" and exit with code 2.
@@ -29,6 +31,7 @@ COMMAND_ARGS: dict[str, tuple[str, ...]] = {
     "register": ("run_id", "name", "stage"),
     "predict": ("model_uri", "input", "output"),
     "sync": ("tracking_uri", "run_id"),
+    "doctor": ("tracking_uri", "experiment", "stale_after_s", "dry_run"),
 }
 
 
@@ -246,6 +249,38 @@ def cmd_sync(args: list[str]) -> int:
     return 0
 
 
+def cmd_doctor(args: list[str]) -> int:
+    from psy_agents_noaug.config import load_config
+    from psy_agents_noaug.jobs.doctor import find_orphans, repair_orphans
+    from psy_agents_noaug.utils.tracking import check_store, mask_uri
+
+    own, overrides = split_args("doctor", args)
+    cfg = load_config(overrides)
+    uri = own.get("tracking_uri", cfg.mlflow.tracking_uri)
+    raw = own.get("stale_after_s", str(cfg.mlflow.orphan_after_s))
+    try:
+        stale_after_s = float(raw)
+    except ValueError:
+        stale_after_s = -1.0
+    if not stale_after_s > 0:
+        raise UsageError(f"stale_after_s={raw!r} must be a number of seconds > 0")
+    dry_run = own.get("dry_run", "false").lower()
+    if dry_run not in ("true", "false"):
+        raise UsageError(f"dry_run={own['dry_run']!r} must be true or false")
+    names = [own["experiment"]] if "experiment" in own else None
+    check_store(uri)
+    orphans = find_orphans(uri, names, stale_after_s=stale_after_s)
+    for orphan in orphans:
+        print(orphan)
+    if dry_run == "true" or not orphans:
+        note = " (dry run: nothing changed)" if orphans else ""
+        print(f"{len(orphans)} orphaned run(s) in {mask_uri(uri)}{note}")
+        return 0
+    ended = repair_orphans(uri, names, stale_after_s=stale_after_s)
+    print(f"{len(ended)} orphaned run(s) marked FAILED in {mask_uri(uri)}")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "train": cmd_train,
     "hpo": cmd_hpo,
@@ -253,6 +288,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "register": cmd_register,
     "predict": cmd_predict,
     "sync": cmd_sync,
+    "doctor": cmd_doctor,
 }
 
 

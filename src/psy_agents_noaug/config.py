@@ -182,6 +182,7 @@ RULES: dict[str, tuple[Check, str]] = {
     "mlflow.experiment_name": (_optional(_str), "a name or null"),
     "mlflow.run_name": (_optional(_str), "a name or null"),
     "mlflow.journal_dir": (_str, "a folder path"),
+    "mlflow.orphan_after_s": (_float(0.0, lo_open=True), "a number of seconds > 0"),
 }
 
 
@@ -207,10 +208,26 @@ def validate_config(cfg: DictConfig) -> None:
 
 
 def config_to_dict(cfg: DictConfig) -> dict[str, Any]:
-    """Plain nested dict of the resolved config (for checkpoints and config.yaml)."""
+    """Plain nested dict of the resolved config (for checkpoints, params and config.yaml).
+
+    Passwords inside URIs (``postgresql://user:secret@host/db``) become ``***``: what this
+    returns is written to MLflow and to disk.
+    """
     data = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(data, dict)
-    return {str(k): v for k, v in data.items()}
+    return {str(k): _redact(v) for k, v in data.items()}
+
+
+def _redact(value: Any) -> Any:
+    from psy_agents_noaug.utils.tracking import mask_uri
+
+    if isinstance(value, str):
+        return mask_uri(value)
+    if isinstance(value, dict):
+        return {k: _redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v) for v in value]
+    return value
 
 
 def flatten_params(cfg: DictConfig | dict[str, Any], prefix: str = "") -> dict[str, str]:

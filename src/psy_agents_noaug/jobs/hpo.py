@@ -74,8 +74,16 @@ def _validate_stage(stage: DictConfig) -> None:
         if value is not None and not _is_int(value, 1):
             raise _bad(key, value, "an integer number of seconds >= 1 or null")
     storage = stage.get("storage")
-    if storage is not None and (not isinstance(storage, str) or not storage.strip()):
-        raise _bad("storage", storage, "null, journal:<path> or a database URL")
+    if storage is not None and (
+        not isinstance(storage, str)
+        or not storage.strip()
+        or not (storage.startswith("journal:") or "://" in storage)
+    ):
+        raise _bad(
+            "storage",
+            storage,
+            "null, journal:<path> or a database URL such as postgresql+psycopg2://user@host/db",
+        )
     if mode == "refit":
         seeds = stage.get("seeds")
         if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):

@@ -7,6 +7,7 @@ names it, logs params and config.yaml, the model, and prints a summary.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import tempfile
@@ -198,8 +199,25 @@ def _log_config(cfg: DictConfig) -> None:
         client.log_batch(run.info.run_id, params=params[i : i + 100])
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "config.yaml"
-        path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        client.log_artifact(run.info.run_id, str(path))
+        path.write_text(OmegaConf.to_yaml(OmegaConf.create(config_to_dict(cfg))))
+        try:
+            client.log_artifact(run.info.run_id, str(path))
+        except Exception as exc:  # full or read-only artifact store: stop before training
+            raise _artifact_error(run.info.run_id, "config.yaml", exc) from None
+
+
+def _artifact_error(run_id: str, what: str, exc: BaseException, extra: str = "") -> Exception:
+    """One line naming the artifact location and the OS's reason (e.g. no space left)."""
+    import mlflow
+
+    from psy_agents_noaug.utils.tracking import ArtifactStoreError, mask_uri
+
+    try:
+        where = mask_uri(mlflow.MlflowClient().get_run(run_id).info.artifact_uri)
+    except Exception:
+        where = "the run's artifact location"
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    return ArtifactStoreError(f"cannot write {what} to {where}: {reason}{extra}")
 
 
 def default_run_name(cfg: DictConfig) -> str:
@@ -234,6 +252,7 @@ def _run_tracked(cfg: DictConfig, distributed: DistContext) -> dict[str, Any]:
     prepared = prepare(cfg, distributed)
     experiment = cfg.mlflow.experiment_name or f"training_{cfg.task.name}"
     setup_experiment(cfg.mlflow.tracking_uri, experiment)
+    _repair_orphans(cfg, experiment)
     run = mlflow.start_run(run_name=cfg.mlflow.run_name or default_run_name(cfg))
     sink = metric_sink.get_sink(run.info.run_id, journal_dir=cfg.mlflow.journal_dir)
     sink.own_run()
@@ -247,12 +266,23 @@ def _run_tracked(cfg: DictConfig, distributed: DistContext) -> dict[str, Any]:
     status = "FAILED"
     try:
         results = train_from_config(cfg, prepared=prepared)
-        _log_model(results, cfg)
+        try:
+            _log_model(results, cfg)
+        except Exception as exc:
+            kept = results.get("checkpoint_path")
+            extra = f"; the best checkpoint is kept at {kept}" if kept else ""
+            raise _artifact_error(
+                run.info.run_id, "the model", exc, extra + "; all metrics are in the run"
+            ) from None
         if cfg.register:
             results["model_version"] = _register(results, cfg)
         status = "FAILED" if results.get("stop_reason") == "non_finite_loss" else "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
+        raise
+    except Exception as exc:
+        with contextlib.suppress(Exception):
+            mlflow.set_tag("psy_agents.end_reason", str(exc).splitlines()[0][:500])
         raise
     finally:
         sink.flush()
@@ -260,6 +290,21 @@ def _run_tracked(cfg: DictConfig, distributed: DistContext) -> dict[str, Any]:
     results["run_id"] = run.info.run_id
     results["experiment_name"] = experiment
     return results
+
+
+def _repair_orphans(cfg: DictConfig, experiment: str) -> None:
+    """End this experiment's runs whose process died (no heartbeat) before adding one."""
+    from psy_agents_noaug.jobs.doctor import repair_orphans
+
+    try:
+        ended = repair_orphans(
+            cfg.mlflow.tracking_uri, [experiment], stale_after_s=cfg.mlflow.orphan_after_s
+        )
+    except Exception as exc:  # housekeeping must never stop a training run
+        log.warning("could not check %s for orphaned runs: %s", experiment, exc)
+        return
+    for run_id in ended:
+        log.warning("run %s had lost its process (no heartbeat): marked FAILED", run_id)
 
 
 def _log_model(results: dict[str, Any], cfg: DictConfig) -> None:

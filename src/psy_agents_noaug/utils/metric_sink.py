@@ -282,6 +282,11 @@ _LOCK = threading.Lock()
 
 
 def _writer_for(tracking_uri: str, journal_dir: str | Path | None) -> _Writer:
+    with _LOCK:
+        if journal_dir is None:  # reuse this store's writer (and its journal folder) if any
+            for (uri, _), existing in _WRITERS.items():
+                if uri == tracking_uri and not existing.stopping.is_set():
+                    return existing
     jdir = Path(journal_dir or os.environ.get("PSY_AGENTS_JOURNAL_DIR", DEFAULT_JOURNAL_DIR))
     key = (tracking_uri, str(jdir.resolve()))
     with _LOCK:

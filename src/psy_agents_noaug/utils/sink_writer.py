@@ -243,6 +243,9 @@ def _log(message: str) -> None:
 
 def main(argv: list[str]) -> int:
     tracking_uri, journal_dir = argv[0], Path(argv[1])
+    # Fail fast to our own retry-then-journal path instead of MLflow's minutes of HTTP retries.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     # Ctrl-C in the terminal is for the training process; this one must finish writing.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
