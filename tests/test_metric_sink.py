@@ -90,3 +90,36 @@ def test_interrupted_sync_resumes_without_doubling(tracking_uri: str) -> None:
 def test_sync_of_a_missing_journal_is_a_clear_error(tracking_uri: str, capsys) -> None:
     assert cli_main(["sync", "nope.journal.jsonl"]) == 2
     assert "journal not found" in capsys.readouterr().err
+
+
+def test_server_down_for_good_journal_then_sync_uploads_exactly_once(tmp_path: Path) -> None:
+    """A real `mlflow server`: stopped mid-run and not restarted before the run ends."""
+    from psy_agents_noaug.utils import metric_sink
+    from tests.mlflow_server import MlflowServer
+
+    server = MlflowServer(f"sqlite:///{tmp_path}/server.db", tmp_path).start()
+    try:
+        client = MlflowClient(server.url)
+        run_id = client.create_run(client.create_experiment("outage")).info.run_id
+        sink = get_sink(run_id, tracking_uri=server.url, journal_dir=tmp_path / "journal")
+        for step in range(1, 501):
+            sink.log("train/loss_step", 1.0 / step, step=step)
+        assert sink.flush().stored
+        server.stop()
+        for step in range(501, 1201):
+            sink.log("train/loss_step", 1.0 / step, step=step)
+        sink.end_run("FINISHED")
+        result = sink.flush(timeout=120)
+        assert not result.stored and len(result.journals) == 1
+        metric_sink.shutdown()  # the training process exits with the server still down
+        journal = Path(result.journals[0])
+        assert journal.exists()
+
+        server.start()
+        assert cli_main(["sync", str(journal)]) == 0
+        assert cli_main(["sync", str(journal)]) == 0  # twice: nothing doubles
+        history = _history(server.url, run_id, "train/loss_step")
+        assert sorted(step for step, _ in history) == list(range(1, 1201))
+        assert MlflowClient(server.url).get_run(run_id).info.status == "FINISHED"
+    finally:
+        server.stop()

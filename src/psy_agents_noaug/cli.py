@@ -181,6 +181,12 @@ def cmd_hpo(args: list[str]) -> int:
     _, overrides = split_args("hpo", args)
     cfg = load_config(overrides)
     run_hpo(cfg)
+    if cfg.mlflow.enabled:
+        from psy_agents_noaug.utils.tracking import mask_uri
+
+        uri = mask_uri(cfg.mlflow.tracking_uri)
+        hint = uri if uri.startswith("http") else f"mlflow ui --backend-store-uri {uri}"
+        print(f"see the parent run and its trials with: {hint}")
     return 0
 
 

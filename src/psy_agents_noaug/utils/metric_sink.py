@@ -6,7 +6,7 @@ bulk off the training thread, so logging never forces a device sync there. A
 daemon "shipper" thread hands batches to a writer *process*
 (`sink_writer.py`) that owns the MLflow client: MLflow's per-point store work
 (~0.3 ms of CPU per point on sqlite) then never holds this process's GIL, and
-the writer runs at a lower CPU priority than training. The writer batches into
+the writer runs on idle CPU only (SCHED_IDLE) while nobody waits on it. The writer batches into
 ``log_batch`` calls of at most 1000 metrics, retries, journals to disk when the
 store is unreachable and replays later, so no point is dropped. If the writer
 cannot be started, the shipper journals to disk itself.

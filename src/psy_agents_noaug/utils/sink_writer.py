@@ -42,6 +42,23 @@ HEARTBEAT_S = 30.0  # how often owned runs get their liveness tag refreshed
 HEARTBEAT_TAG = "psy_agents.heartbeat"  # ms since the epoch; `psy-agents doctor` reads it
 
 
+def set_background_priority(background: bool) -> bool:
+    """Run on idle CPU only (SCHED_IDLE) while training; normal priority when someone waits.
+
+    Training never shares a core with the writer: it writes in the gaps, and a backlog
+    simply waits in memory (or the journal) until a flush, when this process is given
+    normal priority so that the caller does not wait on a starved writer.
+    """
+    if not hasattr(os, "sched_setscheduler") or os.environ.get("PSY_AGENTS_SINK_IDLE") == "0":
+        return False
+    policy = os.SCHED_IDLE if background else os.SCHED_OTHER
+    try:
+        os.sched_setscheduler(0, policy, os.sched_param(0))
+        return True
+    except OSError:  # not permitted here: stay at whatever priority we have
+        return False
+
+
 class Writer:
     """Batches points per run and writes them; journals what the store will not take."""
 
@@ -113,6 +130,9 @@ class Writer:
                 elif kind == "close":
                     self.closing = True
             due = time.monotonic() >= deadline
+            waited_on = bool(flush_ids or statuses or eof or self.closing)
+            if waited_on:
+                set_background_priority(False)
             if n_pending and (
                 due or flush_ids or statuses or eof or self.closing or n_pending >= jr.MAX_BATCH
             ):
@@ -128,6 +148,8 @@ class Writer:
                 self.heartbeat()
             for flush_id in flush_ids:
                 self.ack(flush_id)
+            if waited_on:
+                set_background_priority(True)
             if due:
                 deadline = time.monotonic() + FLUSH_INTERVAL_S
             if eof or self.closing:
@@ -249,10 +271,9 @@ def main(argv: list[str]) -> int:
     # Ctrl-C in the terminal is for the training process; this one must finish writing.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    nice = int(os.environ.get("PSY_AGENTS_SINK_NICE", "10"))
-    if nice:
+    if not set_background_priority(True):
         with contextlib.suppress(OSError):
-            os.nice(nice)
+            os.nice(10)
     writer = Writer(tracking_uri, journal_dir, sys.stdout.buffer)
     reader = threading.Thread(
         target=writer.read_loop,
