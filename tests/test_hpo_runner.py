@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
 import threading
 import warnings
 from pathlib import Path
@@ -59,28 +58,11 @@ runner.optimize(
 """  # noqa: W293 - the blank line with spaces is in the spec
 
 
-@pytest.fixture(scope="module")
-def empty_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MLflow sqlite file with its schema, made once (migrations take seconds)."""
-    path = tmp_path_factory.mktemp("template") / "mlflow.db"
-    MlflowClient(f"sqlite:///{path}").search_experiments()
-    return path
-
-
 @pytest.fixture()
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_db: Path):
+def store(sqlite_store: str) -> str:
     """A fresh sqlite MLflow store (./mlflow.db) as the tracking URI, cwd = tmp_path."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("PSY_AGENTS_JOURNAL_DIR", str(tmp_path / "journal"))
-    previous = mlflow.get_tracking_uri()
-    shutil.copyfile(empty_db, tmp_path / "mlflow.db")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    yield uri
-    while mlflow.active_run() is not None:
-        mlflow.end_run()
-    mlflow.set_tracking_uri(previous)
+    return sqlite_store
 
 
 def _runs(uri: str, experiment: str) -> tuple[Any, list[Any]]:

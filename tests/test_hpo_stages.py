@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
@@ -19,25 +17,11 @@ from psy_agents_noaug.jobs.hpo import _config_keys, _validate_stage, run_hpo, st
 STAGES = ("stage0", "stage1", "stage2", "stage3")
 
 
-@pytest.fixture(scope="module")
-def empty_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MLflow sqlite file with its schema, made once (migrations take seconds)."""
-    path = tmp_path_factory.mktemp("template") / "mlflow.db"
-    MlflowClient(f"sqlite:///{path}").search_experiments()
-    return path
-
-
 @pytest.fixture()
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_db: Path):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("PSY_AGENTS_JOURNAL_DIR", str(tmp_path / "journal"))
-    previous = mlflow.get_tracking_uri()
-    shutil.copyfile(empty_db, tmp_path / "mlflow.db")
+def store(sqlite_store: str) -> str:
+    """A fresh sqlite MLflow store (./mlflow.db) as the tracking URI, cwd = tmp_path."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    yield f"sqlite:///{tmp_path / 'mlflow.db'}"
-    while mlflow.active_run() is not None:
-        mlflow.end_run()
-    mlflow.set_tracking_uri(previous)
+    return sqlite_store
 
 
 def _cfg(store: str, *overrides: str) -> DictConfig:
