@@ -1,29 +1,37 @@
 """Logging-overhead benchmark (`make bench`): prints a table and writes bench/results/*.json.
 
-Same model, data, seed and process for every mode, interleaved round by round so
-machine noise hits all modes alike; per-step time is the median over rounds of the
-training loop's wall time divided by its optimizer steps (validation, run set-up and
-the final drain are timed separately).
+Same model, data, seed and process for every mode. This machine's speed drifts in
+phases of seconds (other tenants), so every measured run sits between two untracked
+runs and is compared with their mean ("ratio"); the table gives the median ratio over
+rounds and its quartiles. Per-step time = (training loop + the final flush of what is
+still queued) / optimizer steps; run set-up, validation and run end are outside it.
+CPU columns: milliseconds of CPU per second of training used by our tracking (writer
+process + shipper and sampler threads) and by the local server.
 
 Modes:
   none        the Trainer with tracking off                                  (a)
   ours        the Trainer, full spec logging + system metrics every 10 steps (b)
   naive       the same loop calling mlflow.log_metrics synchronously         (c)
+  hf_none     Hugging Face Trainer, no reporting (the baseline of the hf rows)
   hf          Hugging Face Trainer + MLflowCallback on the same model
-each on a sqlite store and on a local `mlflow server` (HTTP, 127.0.0.1).
+each on a sqlite store and on a local `mlflow server` (HTTP, 127.0.0.1) that gets
+idle CPU only (it stands in for a server on another host).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -38,6 +46,8 @@ from psy_agents_noaug.training.train_loop import Trainer
 from psy_agents_noaug.utils import metric_sink
 
 RESULTS = Path(__file__).parent / "results"
+#: (mode, logging_steps) measured on each store; system metrics every 10 steps in all.
+OURS_PLAN = [("ours", 1), ("ours", 50), ("naive", 1)]
 SEQ, BATCH, VOCAB = 40, 16, 8000
 
 
@@ -72,10 +82,12 @@ class _NaiveSink:
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         self.client = MlflowClient()
+        self.sent = 0
 
     def log_dict(self, metrics: dict[str, Any], step: int, timestamp_ms: int | None = None) -> None:
         values = {k: float(v.item() if hasattr(v, "item") else v) for k, v in metrics.items()}
         mlflow.log_metrics(values, step=step, run_id=self.run_id, synchronous=True)
+        self.sent += len(values)
 
     def log(self, key: str, value: Any, step: int) -> None:
         self.log_dict({key: value}, step)
@@ -84,20 +96,98 @@ class _NaiveSink:
         return True
 
 
+def _schedstat_s(task_dir: str) -> float:
+    """CPU time of one thread in seconds (nanosecond resolution, unlike /proc/*/stat)."""
+    try:
+        with open(f"{task_dir}/schedstat") as f:
+            return int(f.read().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds used so far by every live thread of a process."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0.0
+    return sum(_schedstat_s(f"/proc/{pid}/task/{tid}") for tid in tids)
+
+
+def tracking_threads_cpu_s() -> float:
+    """CPU seconds of this process's psy-agents threads (shipper, acks, system sampler)."""
+    return sum(
+        _schedstat_s(f"/proc/self/task/{t.native_id}")
+        for t in threading.enumerate()
+        if t.name.startswith("psy-agents") and t.native_id is not None
+    )
+
+
+def _server_pids() -> list[int]:
+    if CpuWindow.server_pid is None:
+        return []
+    import psutil
+
+    try:
+        root = psutil.Process(CpuWindow.server_pid)
+        return [root.pid, *(p.pid for p in root.children(recursive=True))]
+    except psutil.Error:
+        return []
+
+
+class CpuWindow:
+    """CPU used by the tracking machinery (and the local server) over one window."""
+
+    server_pid: ClassVar[int | None] = None
+
+    def __init__(self) -> None:
+        self.start = self._read()
+
+    @staticmethod
+    def _read() -> dict[str, float]:
+        writers = [w.proc.pid for w in metric_sink._WRITERS.values() if w.proc is not None]
+        return {
+            "threads": tracking_threads_cpu_s(),
+            "writer": sum(process_cpu_s(pid) for pid in writers),
+            "server": sum(process_cpu_s(pid) for pid in _server_pids()),
+        }
+
+    def end(self) -> dict[str, float]:
+        now = self._read()
+        # A thread that ended inside the window is missed; none of ours ends mid-loop.
+        return {k: max(0.0, now[k] - self.start[k]) for k in now}
+
+
 class TimedTrainer(Trainer):
-    """Times the training loop proper; optionally swaps in the naive sink."""
+    """Times the training loop and the final flush; optionally swaps in the naive sink."""
 
     naive = False
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         if self.naive and not isinstance(self._sink, _NaiveSink) and self.run_id:
             self._sink = _NaiveSink(self.run_id)
+        window = CpuWindow()
         started = time.perf_counter()
         steps_before = self.global_step
         out = super()._train_epoch(epoch)
         self.loop_seconds = getattr(self, "loop_seconds", 0.0) + time.perf_counter() - started
         self.loop_steps = getattr(self, "loop_steps", 0) + self.global_step - steps_before
+        self.cpu = window.end()
         return out
+
+    def _finish_tracking(self, owned: bool, status: str) -> None:
+        started = time.perf_counter()
+        self._sink.flush()  # what is still queued: timed, and counted against this mode
+        self.flush_seconds = time.perf_counter() - started
+        super()._finish_tracking(owned, status)
+
+
+def _writer_written() -> int:
+    """Points the writer processes have stored so far (flushes first)."""
+    total = 0
+    for writer in list(metric_sink._WRITERS.values()):
+        total += writer.flush(60).written
+    return total
 
 
 def run_ours(mode: str, uri: str | None, batches: list, val: list, logging_steps: int) -> dict:
@@ -127,36 +217,44 @@ def run_ours(mode: str, uri: str | None, batches: list, val: list, logging_steps
     else:
         mlflow.set_tracking_uri(uri)
         mlflow.set_experiment("bench")
+        written_before = _writer_written()
         t0 = time.perf_counter()
         run = mlflow.start_run()
         row["run_setup_s"] = time.perf_counter() - t0
-        t_end = time.perf_counter()
         trainer.train()
         mlflow.end_run()
-        row["drain_s"] = time.perf_counter() - t_end - trainer.loop_seconds
-        sent, read = _count_points(uri, run.info.run_id, trainer.loop_steps, logging_steps)
-        row.update(points_sent=sent, points_read_back=read)
-    row["step_ms"] = 1000 * trainer.loop_seconds / trainer.loop_steps
+        row["drain_s"] = trainer.flush_seconds
+        naive_sent = trainer._sink.sent if isinstance(trainer._sink, _NaiveSink) else 0
+        sent = naive_sent + _writer_written() - written_before
+        row.update(points_sent=sent, points_read_back=_count_points(uri, run.info.run_id))
+    loop_ms = 1000 * trainer.loop_seconds / trainer.loop_steps
+    row["loop_step_ms"] = loop_ms
+    # Per-step time counts the final flush too: a short run leaves part of its writing
+    # for after the loop, and that part must not escape the measurement.
+    row["step_ms"] = 1000 * (trainer.loop_seconds + row.get("drain_s", 0.0)) / trainer.loop_steps
     row["steps"] = trainer.loop_steps
+    cpu = getattr(trainer, "cpu", {})
+    row["tracking_cpu_ms_per_s"] = (
+        1000 * (cpu.get("threads", 0.0) + cpu.get("writer", 0.0)) / trainer.loop_seconds
+    )
+    row["server_cpu_ms_per_s"] = 1000 * cpu.get("server", 0.0) / trainer.loop_seconds
     return row
 
 
-def _count_points(uri: str, run_id: str, steps: int, logging_steps: int) -> tuple[int, int]:
+def _count_points(uri: str, run_id: str) -> int:
+    """Every point of every metric of the run, read back through MlflowClient."""
     client = MlflowClient(uri)
-    keys = [k for k in client.get_run(run_id).data.metrics if k.startswith(("train/", "system/"))]
-    read = sum(len(client.get_metric_history(run_id, k)) for k in keys)
-    train_keys = [k for k in keys if k.startswith("train/")]
-    system_keys = [k for k in keys if k.startswith("system/")]
-    sent = len(train_keys) * (steps // logging_steps) + len(system_keys) * (steps // 10)
-    return sent, read
+    keys = list(client.get_run(run_id).data.metrics)
+    return sum(len(client.get_metric_history(run_id, k)) for k in keys)
 
 
-def run_hf(uri: str, batches: list) -> dict:
-    """Hugging Face Trainer + MLflowCallback (logging every step) on the same model/data."""
+def run_hf(uri: str | None, batches: list) -> dict:
+    """Hugging Face Trainer on the same model/data; with MLflowCallback when uri is set."""
     from torch.utils.data import Dataset
     from transformers import Trainer as HFTrainer
     from transformers import TrainingArguments
     from transformers.integrations import MLflowCallback
+    from transformers.trainer_callback import PrinterCallback
 
     class Rows(Dataset):
         def __init__(self) -> None:
@@ -168,12 +266,12 @@ def run_hf(uri: str, batches: list) -> dict:
         def __getitem__(self, i: int) -> dict:
             return self.rows[i]
 
-    mlflow.set_tracking_uri(uri)
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    os.environ["MLFLOW_EXPERIMENT_NAME"] = "bench_hf"
-    out = tempfile.mkdtemp()
+    if uri is not None:
+        mlflow.set_tracking_uri(uri)
+        os.environ["MLFLOW_TRACKING_URI"] = uri
+        os.environ["MLFLOW_EXPERIMENT_NAME"] = "bench_hf"
     args = TrainingArguments(
-        output_dir=out,
+        output_dir=tempfile.mkdtemp(),
         per_device_train_batch_size=BATCH,
         num_train_epochs=1,
         logging_steps=1,
@@ -184,20 +282,39 @@ def run_hf(uri: str, batches: list) -> dict:
         disable_tqdm=True,
         seed=0,
     )
-    trainer = HFTrainer(
-        model=make_model(), args=args, train_dataset=Rows(), callbacks=[MLflowCallback()]
-    )
+    callbacks = [MLflowCallback()] if uri is not None else []
+    trainer = HFTrainer(model=make_model(), args=args, train_dataset=Rows(), callbacks=callbacks)
+    trainer.remove_callback(PrinterCallback)  # printing every step is not what we measure
     t0 = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - t0
-    mlflow.end_run()
+    if uri is not None:
+        mlflow.end_run()
     return {
-        "mode": "hf",
-        "store": _store_name(uri),
+        "mode": "hf" if uri is not None else "hf_none",
+        "store": "none" if uri is None else _store_name(uri),
         "logging_steps": 1,
         "step_ms": 1000 * seconds / len(batches),
         "steps": len(batches),
     }
+
+
+def paired(runs: list, baseline: Any) -> list[dict]:
+    """Run each measurement between two baseline runs; ratio = run / mean of its neighbours.
+
+    The machine's speed drifts in phases of seconds (other tenants), so each ratio only
+    compares runs a few seconds apart; the table reports the median over rounds.
+    """
+    rows = []
+    before = baseline()
+    rows.append(before)
+    for run in runs:
+        row = run()
+        after = baseline()
+        row["ratio"] = row["step_ms"] / ((before["step_ms"] + after["step_ms"]) / 2)
+        rows += [row, after]
+        before = after
+    return rows
 
 
 def microbench(uri: str) -> dict:
@@ -246,25 +363,41 @@ def start_server(workdir: Path) -> tuple[Any, str]:
     root = psutil.Process(server.proc.pid)
     for proc in [root, *root.children(recursive=True)]:
         os.sched_setscheduler(proc.pid, os.SCHED_IDLE, os.sched_param(0))
+    CpuWindow.server_pid = root.pid
     return server, server.url
+
+
+def _quartiles(values: list[float]) -> tuple[float, float]:
+    if len(values) < 2:
+        return (values[0], values[0]) if values else (math.nan, math.nan)
+    q = statistics.quantiles(values, n=4)
+    return q[0], q[2]
 
 
 def summarize(rows: list[dict]) -> list[dict]:
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["mode"], r["store"], r["logging_steps"]), []).append(r)
-    base = statistics.median(r["step_ms"] for r in groups[("none", "none", 1)])
     table = []
     for (mode, store, ls), rs in groups.items():
-        step = statistics.median(r["step_ms"] for r in rs)
+        ratios = [r["ratio"] for r in rs if "ratio" in r]
+        q1, q3 = _quartiles(ratios)
         table.append(
             {
                 "mode": mode,
                 "store": store,
                 "logging_steps": ls,
-                "rounds": len(rs),
-                "step_ms": round(step, 2),
-                "ratio_to_none": round(step / base, 4),
+                "runs": len(rs),
+                "step_ms": round(statistics.median(r["step_ms"] for r in rs), 2),
+                "ratio": round(statistics.median(ratios), 4) if ratios else 1.0,
+                "ratio_q1": round(q1, 4) if ratios else 1.0,
+                "ratio_q3": round(q3, 4) if ratios else 1.0,
+                "tracking_cpu_ms_per_s": round(
+                    statistics.median(r.get("tracking_cpu_ms_per_s", 0.0) for r in rs), 2
+                ),
+                "server_cpu_ms_per_s": round(
+                    statistics.median(r.get("server_cpu_ms_per_s", 0.0) for r in rs), 2
+                ),
                 "points_sent": sum(r.get("points_sent", 0) for r in rs),
                 "points_read_back": sum(r.get("points_read_back", 0) for r in rs),
                 "run_setup_s": round(statistics.median(r.get("run_setup_s", 0.0) for r in rs), 3),
@@ -274,61 +407,84 @@ def summarize(rows: list[dict]) -> list[dict]:
     return table
 
 
+COLUMNS = [
+    ("mode", 8),
+    ("store", 6),
+    ("logging_steps", 13),
+    ("runs", 4),
+    ("step_ms", 7),
+    ("ratio", 6),
+    ("ratio_q1", 8),
+    ("ratio_q3", 8),
+    ("tracking_cpu_ms_per_s", 21),
+    ("server_cpu_ms_per_s", 19),
+    ("points_sent", 11),
+    ("points_read_back", 16),
+    ("run_setup_s", 11),
+    ("drain_s", 7),
+]
+
+
 def print_table(table: list[dict]) -> None:
-    cols = [
-        "mode",
-        "store",
-        "logging_steps",
-        "rounds",
-        "step_ms",
-        "ratio_to_none",
-        "points_sent",
-        "points_read_back",
-        "run_setup_s",
-        "drain_s",
-    ]
-    print(" | ".join(f"{c:>14}" for c in cols))
+    print(" | ".join(f"{c:>{w}}" for c, w in COLUMNS))
     for row in table:
-        print(" | ".join(f"{row[c]!s:>14}" for c in cols))
+        print(" | ".join(f"{row[c]!s:>{w}}" for c, w in COLUMNS))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--steps", type=int, default=150)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--no-server", action="store_true")
-    parser.add_argument("--no-hf", action="store_true")
+    parser.add_argument("--steps", type=int, default=100, help="optimizer steps per run")
+    parser.add_argument("--rounds", type=int, default=10, help="paired rounds of every mode")
+    parser.add_argument("--hf-rounds", type=int, default=3, help="paired rounds of HF modes")
+    parser.add_argument(
+        "--stores", default="sqlite,http", help="comma-separated: sqlite, http (a local server)"
+    )
+    parser.add_argument("--no-hf", action="store_true", help="skip the Hugging Face rows")
     args = parser.parse_args()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     work = Path(tempfile.mkdtemp(prefix="psy-bench-"))
     os.environ["PSY_AGENTS_JOURNAL_DIR"] = str(work / "journal")
     batches, val = make_batches(args.steps), make_batches(1, seed=1)
+    wanted = set(args.stores.split(","))
+    if not wanted or not wanted <= {"sqlite", "http"}:
+        parser.error(f"--stores {args.stores!r}: use sqlite, http or sqlite,http")
     server = None
-    stores = [f"sqlite:///{work}/bench.db"]
+    stores = [f"sqlite:///{work}/bench.db"] if "sqlite" in wanted else []
     t0 = time.perf_counter()
-    if not args.no_server:
+    if "http" in wanted:
         server, url = start_server(work)
         stores.append(url)
     server_start_s = time.perf_counter() - t0
-    for uri in stores:  # writer processes and schemas up before timing starts
+    setup: dict[str, float] = {}
+    for uri in stores:  # store set-up and writer start, timed apart from training
+        t0 = time.perf_counter()
         metric_sink.prestart(uri)
         mlflow.set_tracking_uri(uri)
         mlflow.set_experiment("bench")
-    rows = []
+        setup[_store_name(uri)] = time.perf_counter() - t0
+    rows: list[dict] = []
     try:
-        run_ours("none", None, batches[:20], val, 1)  # warm-up
-        plan = [("none", None, 1)]
-        for uri in stores:
-            plan += [("ours", uri, 1), ("ours", uri, 50), ("naive", uri, 1)]
+        run_ours("none", None, batches[:20], val, 1)  # warm-up: imports, allocator, caches
+        for uri in stores:  # warm-up: each writer opens its store before timing starts
+            run_ours("ours", uri, batches[:20], val, 1)
+        plan = [(mode, uri, ls) for uri in stores for mode, ls in OURS_PLAN]
         for r in range(args.rounds):
             print(f"round {r + 1}/{args.rounds}", file=sys.stderr, flush=True)
-            # Rotate the order each round so no mode always runs first or last.
-            shift = r % len(plan)
-            for mode, uri, ls in plan[shift:] + plan[:shift]:
-                rows.append(run_ours(mode, uri, batches, val, ls))
+            shift = r % len(plan)  # rotate so no mode always runs first or last
+            rows += paired(
+                [
+                    partial(run_ours, m, u, batches, val, ls)
+                    for m, u, ls in plan[shift:] + plan[:shift]
+                ],
+                partial(run_ours, "none", None, batches, val, 1),
+            )
         if not args.no_hf:
-            for uri in stores:
-                rows.append(run_hf(uri, batches))
+            for r in range(args.hf_rounds):
+                print(f"hf round {r + 1}/{args.hf_rounds}", file=sys.stderr, flush=True)
+                order = stores[r % len(stores) :] + stores[: r % len(stores)]
+                rows += paired(
+                    [partial(run_hf, u, batches) for u in order], partial(run_hf, None, batches)
+                )
         micro = microbench(stores[0])
         system = system_sample_cost()
     finally:
@@ -345,7 +501,11 @@ def main() -> int:
         f"system metrics sample (sampling thread): median "
         f"{1e6 * system.get('median_s', float('nan')):.0f} us"
     )
-    print(f"mlflow server start: {server_start_s:.1f} s (not on the training thread)")
+    print(
+        "store set-up before training (writer start, schema, experiment): "
+        + ", ".join(f"{k} {v:.2f} s" for k, v in setup.items())
+        + f"; mlflow server start {server_start_s:.1f} s"
+    )
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "logging_overhead.json"
     out.write_text(
@@ -355,7 +515,9 @@ def main() -> int:
                 "rows": rows,
                 "microbench": micro,
                 "system_sample": system,
+                "store_setup_s": setup,
                 "server_start_s": server_start_s,
+                "steps_per_run": args.steps,
                 "torch_threads": torch.get_num_threads(),
                 "cpu_count": os.cpu_count(),
             },

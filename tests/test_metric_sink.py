@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import mlflow
+import pytest
 import torch
 from mlflow import MlflowClient
 
@@ -123,3 +124,18 @@ def test_server_down_for_good_journal_then_sync_uploads_exactly_once(tmp_path: P
         assert MlflowClient(server.url).get_run(run_id).info.status == "FINISHED"
     finally:
         server.stop()
+
+
+def test_a_value_that_is_not_a_number_is_named_and_the_rest_still_arrives(
+    tracking_uri: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with mlflow.start_run() as run:
+        sink = get_sink()
+        sink.log_dict({"good": 1.0, "text": "high", "pair": torch.tensor([1.0, 2.0])}, step=1)
+        assert sink.flush()
+        sink.log("good", torch.tensor(2.0), step=2)  # shipping goes on after the bad batch
+        assert sink.flush()
+    assert sorted(_history(tracking_uri, run.info.run_id, "good")) == [(1, 1.0), (2, 2.0)]
+    assert set(MlflowClient(tracking_uri).get_run(run.info.run_id).data.metrics) == {"good"}
+    err = capfd.readouterr().err
+    assert "metric 'text' skipped" in err and "metric 'pair' skipped" in err
