@@ -40,6 +40,7 @@ typecheck: install
 
 bench: install  ## Benchmarks: print tables, write bench/results/*.json
 	$(BIN)/python bench/run_bench.py
+	$(BIN)/python bench/sliced_bench.py
 	$(BIN)/python bench/hpo_bench.py
 	$(BIN)/python bench/load_test.py
 

@@ -433,8 +433,8 @@ def print_table(table: list[dict]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--steps", type=int, default=100, help="optimizer steps per run")
-    parser.add_argument("--rounds", type=int, default=10, help="paired rounds of every mode")
+    parser.add_argument("--steps", type=int, default=200, help="optimizer steps per run")
+    parser.add_argument("--rounds", type=int, default=8, help="paired rounds of every mode")
     parser.add_argument("--hf-rounds", type=int, default=3, help="paired rounds of HF modes")
     parser.add_argument(
         "--stores", default="sqlite,http", help="comma-separated: sqlite, http (a local server)"
