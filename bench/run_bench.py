@@ -123,16 +123,19 @@ def tracking_threads_cpu_s() -> float:
     )
 
 
-def _server_pids() -> list[int]:
-    if CpuWindow.server_pid is None:
-        return []
+def process_tree(root: int) -> list[int]:
+    """A process and all its descendants (empty when it is gone)."""
     import psutil
 
     try:
-        root = psutil.Process(CpuWindow.server_pid)
-        return [root.pid, *(p.pid for p in root.children(recursive=True))]
+        parent = psutil.Process(root)
+        return [root, *(c.pid for c in parent.children(recursive=True))]
     except psutil.Error:
         return []
+
+
+def _server_pids() -> list[int]:
+    return [] if CpuWindow.server_pid is None else process_tree(CpuWindow.server_pid)
 
 
 class CpuWindow:

@@ -34,6 +34,9 @@ from typing import Any
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.run_bench import make_batches, make_model, process_cpu_s, process_tree
 
 RESULTS = Path(__file__).parent / "results"
 SLOT = 16  # bytes per worker in the shared file: steps done, monotonic ns of the last one
@@ -46,9 +49,6 @@ def worker(args: argparse.Namespace) -> int:
     """One long training; counts optimizer steps into a shared file until told to stop."""
     import torch
     from torch import nn
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from bench.run_bench import make_batches, make_model
 
     from psy_agents_noaug.training.train_loop import Trainer
     from psy_agents_noaug.utils import metric_sink
@@ -129,35 +129,15 @@ class Side:
         self.server = server
 
     def pids(self) -> list[int]:
-        import psutil
-
-        pids = []
-        roots = [self.proc.pid]
-        if self.server is not None:
-            roots.append(self.server.proc.pid)
-        for root in roots:
-            try:
-                parent = psutil.Process(root)
-                pids += [parent.pid, *(c.pid for c in parent.children(recursive=True))]
-            except psutil.Error:
-                pass
-        return pids
+        servers = process_tree(self.server.proc.pid) if self.server is not None else []
+        return process_tree(self.proc.pid) + servers
 
     def cpu_s(self) -> tuple[float, float]:
         """CPU seconds so far of (the worker's child processes: the writer; its server)."""
-        import psutil
-        from bench.run_bench import process_cpu_s
-
-        def tree(root: int, with_root: bool) -> float:
-            try:
-                parent = psutil.Process(root)
-                pids = [c.pid for c in parent.children(recursive=True)]
-            except psutil.Error:
-                return 0.0
-            return sum(process_cpu_s(p) for p in ([root] if with_root else []) + pids)
-
-        server = tree(self.server.proc.pid, True) if self.server is not None else 0.0
-        return tree(self.proc.pid, False), server
+        writer = sum(process_cpu_s(p) for p in process_tree(self.proc.pid)[1:])
+        if self.server is None:
+            return writer, 0.0
+        return writer, sum(process_cpu_s(p) for p in process_tree(self.server.proc.pid))
 
     def signal(self, sig: int) -> None:
         for pid in self.pids():
@@ -181,7 +161,6 @@ def measure(
     label: str, store: str | None, logging_steps: int, pairs: int, slice_s: float, work: Path
 ) -> dict[str, Any]:
     """Alternate a tracked (or, for A/A, a second untracked) training with an untracked one."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tests.mlflow_server import MlflowServer
 
     counter_file = work / f"{label}.steps"
@@ -199,7 +178,7 @@ def measure(
         ]
         uri = servers[0].url
         for server in servers:  # idle CPU only, as in run_bench.py: "another host"
-            for pid in Side("server", server.proc).pids():
+            for pid in process_tree(server.proc.pid):
                 os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
     env = dict(os.environ, PSY_AGENTS_JOURNAL_DIR=str(work / "journal"))
     sides = []
