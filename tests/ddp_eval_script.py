@@ -7,7 +7,11 @@ import json
 import torch
 from torch.utils.data import DataLoader
 
-from psy_agents_noaug.training.distributed import ShardSampler, init_distributed
+from psy_agents_noaug.training.distributed import (
+    ShardSampler,
+    init_distributed,
+    shutdown_distributed,
+)
 from psy_agents_noaug.training.train_loop import Trainer
 from tests.toy import ToyDataset, ToyModel
 
@@ -30,3 +34,6 @@ if __name__ == "__main__":
     metrics = trainer.evaluate()
     if ctx.rank == 0:
         print(json.dumps(metrics))
+    # Without a DDP wrapper the group really closes here, joining gloo's worker threads
+    # before interpreter finalization (where they would abort the process).
+    shutdown_distributed()

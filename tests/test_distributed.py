@@ -48,7 +48,7 @@ def test_torchrun_two_processes_make_one_run(small_data, tmp_path: Path) -> None
         timeout=300,
         env={**os.environ, "PSY_AGENTS_JOURNAL_DIR": str(tmp_path / "journal")},
     )
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.returncode == 0, result.stderr[:3000] + "\n…\n" + result.stderr[-1500:]
     assert result.stdout.count("best val macro F1") == 1  # rank 0 reports for the job
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("training_criteria")
@@ -64,6 +64,25 @@ def test_torchrun_two_processes_make_one_run(small_data, tmp_path: Path) -> None
     assert [f.path for f in client.list_artifacts(run.info.run_id, "checkpoints")] == [
         "checkpoints/best_checkpoint.pt"
     ]
+
+
+def test_worker_exit_runs_exit_handlers_and_keeps_the_code(tmp_path: Path) -> None:
+    """torchrun workers skip finalization (gloo threads abort it) but not atexit or output."""
+    marker = tmp_path / "handler-ran"
+    script = (
+        "import atexit, sys\n"
+        "from psy_agents_noaug.training.distributed import exit_without_finalizing\n"
+        f"atexit.register(lambda: open({str(marker)!r}, 'w').write('yes'))\n"
+        "sys.stdout.write('unflushed line')\n"
+        "exit_without_finalizing(3)\n"
+        "print('never reached')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 3
+    assert out.stdout == "unflushed line"
+    assert marker.read_text() == "yes"
 
 
 def test_evaluate_gathers_predictions_from_every_rank(tmp_path: Path) -> None:

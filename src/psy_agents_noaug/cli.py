@@ -48,6 +48,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(_command_help(command))
         return 0
     _quiet_libraries()
+    code = _run_command(command, rest)
+    # A torchrun worker leaves without interpreter finalization (see exit_without_finalizing).
+    distributed = sys.modules.get("psy_agents_noaug.training.distributed")
+    if distributed is not None and distributed.joined_group():
+        distributed.exit_without_finalizing(code)
+    return code
+
+
+def _run_command(command: str, rest: list[str]) -> int:
     try:
         return COMMANDS[command](rest)
     except KeyboardInterrupt:
