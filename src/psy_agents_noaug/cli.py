@@ -49,10 +49,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     _quiet_libraries()
     code = _run_command(command, rest)
-    # A torchrun worker leaves without interpreter finalization (see exit_without_finalizing).
-    distributed = sys.modules.get("psy_agents_noaug.training.distributed")
-    if distributed is not None and distributed.joined_group():
-        distributed.exit_without_finalizing(code)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # A torchrun worker leaves without interpreter finalization (gloo threads abort it).
+        from psy_agents_noaug.training.distributed import exit_without_finalizing
+
+        exit_without_finalizing(code)
     return code
 
 

@@ -40,9 +40,6 @@ class DistContext:
 
 SINGLE = DistContext()
 
-# Set once this process has joined a process group (it stays set after leaving it).
-_joined_group = False
-
 
 def init_distributed(device_type: str) -> DistContext:
     """Join the process group torchrun describes in the environment (no-op otherwise)."""
@@ -53,8 +50,6 @@ def init_distributed(device_type: str) -> DistContext:
     if not dist.is_initialized():
         backend = "nccl" if device_type == "cuda" else "gloo"
         dist.init_process_group(backend=backend)
-    global _joined_group
-    _joined_group = True
     if device_type == "cuda":
         torch.cuda.set_device(ctx.local_rank)
     return ctx
@@ -63,11 +58,6 @@ def init_distributed(device_type: str) -> DistContext:
 def shutdown_distributed() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
-
-
-def joined_group() -> bool:
-    """Whether this process ever joined a process group (i.e. it runs under torchrun)."""
-    return _joined_group
 
 
 def exit_without_finalizing(code: int) -> NoReturn:
