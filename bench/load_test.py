@@ -81,7 +81,7 @@ def _hpo_worker(args: argparse.Namespace) -> dict[str, Any]:
     import optuna
 
     from psy_agents_noaug.hpo import OptunaRunner
-    from psy_agents_noaug.utils import metric_sink
+    from psy_agents_noaug.tracking import sink as metric_sink
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     timing: dict[str, float] = {}
@@ -109,7 +109,7 @@ def _hpo_worker(args: argparse.Namespace) -> dict[str, Any]:
 def _train_process(args: argparse.Namespace) -> dict[str, Any]:
     import mlflow
 
-    from psy_agents_noaug.utils import metric_sink
+    from psy_agents_noaug.tracking import sink as metric_sink
 
     mlflow.set_tracking_uri(args.tracking_uri)
     mlflow.set_experiment(TRAIN_EXPERIMENT)

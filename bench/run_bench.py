@@ -42,8 +42,8 @@ from mlflow import MlflowClient
 from torch import nn
 from transformers import BertConfig, BertForSequenceClassification
 
+from psy_agents_noaug.tracking import sink as metric_sink
 from psy_agents_noaug.training.train_loop import Trainer
-from psy_agents_noaug.utils import metric_sink
 
 RESULTS = Path(__file__).parent / "results"
 #: (mode, logging_steps) measured on each store; system metrics every 10 steps in all.

@@ -50,8 +50,8 @@ def worker(args: argparse.Namespace) -> int:
     import torch
     from torch import nn
 
+    from psy_agents_noaug.tracking import sink as metric_sink
     from psy_agents_noaug.training.train_loop import Trainer
-    from psy_agents_noaug.utils import metric_sink
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     with open(args.counter_file, "r+b") as f:

@@ -235,7 +235,7 @@ def end_to_end(device: int, steps: int, interval: int) -> list[str]:
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from psy_agents_noaug.utils.metric_sink import get_sink
+    from psy_agents_noaug.tracking import get_sink
     from psy_agents_noaug.utils.system_metrics import SystemMetricsLogger
 
     problems: list[str] = []

@@ -142,7 +142,12 @@ class MlflowServer:
         return f"http://127.0.0.1:{self.port}"
 
     def _command(self) -> tuple[list[str], dict[str, str]]:
-        env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+        # No background job runner (8 worker processes in MLflow 3.17): these tests need none.
+        env = {
+            **os.environ,
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        }
         for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
             env.pop(key, None)
         if self.via_script:

@@ -93,7 +93,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]
     """One sqlite store and journal folder for the module: no case may add anything to them."""
     import mlflow
 
-    from psy_agents_noaug.utils import metric_sink
+    from psy_agents_noaug.tracking import sink as metric_sink
 
     folder = tmp_path_factory.mktemp("bad_inputs_store")
     uri = f"sqlite:///{folder}/mlflow.db"

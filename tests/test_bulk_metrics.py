@@ -11,9 +11,9 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 
-from psy_agents_noaug.utils.bulk_metrics import BulkMetricWriter
-from psy_agents_noaug.utils.journal import Point
-from psy_agents_noaug.utils.sink_writer import BULK_FAILURES_TO_DISABLE, Writer
+from psy_agents_noaug.tracking.bulk_sql import BulkMetricWriter
+from psy_agents_noaug.tracking.journal import Point
+from psy_agents_noaug.tracking.writer import BULK_FAILURES_TO_DISABLE, Writer
 from tests.mlflow_server import postgres_available, postgres_database
 
 NAN, INF = float("nan"), float("inf")
@@ -123,7 +123,7 @@ def test_writer_falls_back_to_log_batch_and_stops_trying_a_broken_bulk_path(
 ) -> None:
     client = MlflowClient(sqlite_store)
     run_id = _new_run(client)
-    writer = Writer(sqlite_store, tmp_path / "journal", out=None)
+    writer = Writer(sqlite_store, tmp_path / "journal", out=None, session="t", owner_pid=0)
     bulk = writer.bulk
     assert bulk is not None
     # A real SQL failure inside the bulk path: its INSERT now names a missing table.

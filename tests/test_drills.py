@@ -30,7 +30,8 @@ import pytest
 from mlflow import MlflowClient
 
 from psy_agents_noaug.cli import main
-from psy_agents_noaug.jobs import doctor
+from psy_agents_noaug.tracking import orphans as doctor
+from psy_agents_noaug.tracking import tags
 from tests.mlflow_server import MlflowServer, postgres_available, postgres_database
 
 EXPERIMENT = "training_criteria"
@@ -96,7 +97,7 @@ class Cli:
         import psutil
 
         children = psutil.Process(self.proc.pid).children()
-        pids = [c.pid for c in children if "sink_writer" in " ".join(c.cmdline())]
+        pids = [c.pid for c in children if "tracking.writer" in " ".join(c.cmdline())]
         assert pids, children
         return pids
 
@@ -337,7 +338,7 @@ def test_killed_hpo_worker_trial_fails_by_heartbeat_and_is_retried(
 def _wait_heartbeat_and_points(store: MlflowClient, name: str, cli: Cli) -> Any:
     def ready() -> Any:
         runs = _runs(store, EXPERIMENT, **{"mlflow.runName": name})
-        if not runs or doctor.HEARTBEAT_TAG not in runs[0].data.tags:
+        if not runs or tags.HEARTBEAT not in runs[0].data.tags:
             return None
         return runs[0] if len(_steps(store, runs[0].info.run_id, "train/loss_step")) >= 3 else None
 
@@ -366,7 +367,7 @@ def test_sigkilled_training_is_ended_by_its_writer_or_repaired_by_doctor(
     wait_for("A's writer to end the run", lambda: store.get_run(run_a.info.run_id).info.status
              == "KILLED", 60)  # fmt: skip
     run_a = store.get_run(run_a.info.run_id)
-    assert run_a.data.tags[doctor.END_REASON_TAG] == "training process died"
+    assert run_a.data.tags[tags.END_REASON] == "the training process died"
     assert _contiguous_from_1(_steps(store, run_a.info.run_id, "train/loss_step"))
 
     # B: freeze the writer so it cannot react, kill the process, then the writer.
@@ -381,7 +382,9 @@ def test_sigkilled_training_is_ended_by_its_writer_or_repaired_by_doctor(
     run_b = store.get_run(run_b.info.run_id)
     assert run_b.info.status == "RUNNING"
     assert _contiguous_from_1(_steps(store, run_b.info.run_id, "train/loss_step"))
-    last_beat_ms = int(run_b.data.tags[doctor.HEARTBEAT_TAG])  # ms since the epoch
+    last_beat = doctor.heartbeat_seconds(run_b.data.tags[tags.HEARTBEAT])
+    assert last_beat is not None
+    last_beat_ms = round(last_beat * 1000)
     assert 0 <= killed_at - last_beat_ms / 1000 < 60
     # A fresh heartbeat is not an orphan; a lapsed one is.
     assert doctor.find_orphans(tracking_uri, [EXPERIMENT], stale_after_s=120) == []
@@ -403,7 +406,7 @@ def test_sigkilled_training_is_ended_by_its_writer_or_repaired_by_doctor(
                             "mlflow.orphan_after_s=2", "mlflow.run_name=next")) == 0  # fmt: skip
     run_b = store.get_run(run_b.info.run_id)
     assert run_b.info.status == "FAILED"
-    assert "no heartbeat" in run_b.data.tags[doctor.END_REASON_TAG]
+    assert "no heartbeat" in run_b.data.tags[tags.END_REASON]
     assert run_b.info.end_time == last_beat_ms  # it ended at its last sign of life
     assert store.get_run(run_a.info.run_id).info.status == "KILLED"  # not touched
     (nxt,) = _runs(store, EXPERIMENT, **{"mlflow.runName": "next"})
@@ -418,8 +421,12 @@ def test_doctor_repairs_only_lapsed_runs_it_owns(tracking_uri: str, capsys) -> N
     now = time.time()
 
     def make(experiment: str, beat: float | None, status: str = "RUNNING") -> str:
-        tags = {} if beat is None else {doctor.HEARTBEAT_TAG: str(int(beat * 1000))}
-        run_id = client.create_run(experiment, tags=tags).info.run_id
+        # Old runs carry milliseconds, new ones ISO time: doctor reads both.
+        value = str(int(beat * 1000)) if beat is not None and beat < now - 500 else None
+        if beat is not None and value is None:
+            value = tags.heartbeat_value(beat)
+        run_tags = {} if value is None else {tags.HEARTBEAT: value}
+        run_id = client.create_run(experiment, tags=run_tags).info.run_id
         if status != "RUNNING":
             client.set_terminated(run_id, status)
         return run_id
@@ -523,3 +530,114 @@ def test_artifact_store_full_or_read_only_mid_training_keeps_the_training_state(
 
     state = torch.load(save_dir / "best_checkpoint.pt", map_location="cpu", weights_only=True)
     assert state["global_step"] > 0 and state["model_state_dict"]
+
+
+# ------------------------------------------------------------------------------ the end
+def test_server_dead_for_good_train_exits_in_seconds_and_sync_completes_the_run(
+    small_data, tmp_path: Path, clis: list[Cli]
+) -> None:
+    """The server dies after epoch 1 and stays down: the process finishes training, journals,
+    says where and how to sync, and exits 3 within 30 s of its last step; sync completes it."""
+    srv = MlflowServer(f"sqlite:///{tmp_path}/server.db", tmp_path).start()
+    try:
+        cli = Cli(_train_args(small_data, srv.url, "training.num_epochs=3",
+                              "mlflow.run_name=dies_for_good"), tmp_path, "train")  # fmt: skip
+        clis.append(cli)
+        client = MlflowClient(srv.url)
+
+        def first_epoch_in() -> Any:
+            runs = _runs(client, EXPERIMENT, **{"mlflow.runName": "dies_for_good"})
+            if runs and client.get_metric_history(runs[0].info.run_id, "epoch/val_f1_macro"):
+                return runs[0]
+            return None
+
+        run = wait_for("epoch 1 in the store", first_epoch_in, 240, (cli,))
+        srv.kill()
+        code = cli.proc.wait(240)
+        exited_at = time.time()
+        out = cli.text()
+        assert code == 3, out[-3000:]
+        assert "Traceback" not in out, out[-3000:]
+        journal = _leftover_journals(tmp_path)
+        assert [j.name for j in journal] == [f"{run.info.run_id}.journal.jsonl"]
+        assert f"psy-agents sync {journal[0]}" in out
+
+        srv.start()
+        assert main(["sync", str(journal[0])]) == 0
+        run = client.get_run(run.info.run_id)
+        assert run.info.status == "FINISHED"
+        assert_complete_history(client, run)
+        last_step = max(_history_timestamps(client, run.info.run_id, "train/loss_step"))
+        after = exited_at - last_step
+        assert after < 30, f"exited {after:.1f} s after its last step"
+        top = {f.path for f in client.list_artifacts(run.info.run_id)}
+        assert {"config.yaml", "checkpoints", "model"} <= top
+    finally:
+        srv.stop()
+
+
+def _end_phase_started(client: MlflowClient, name: str, epochs: int) -> Any:
+    runs = _runs(client, EXPERIMENT, **{"mlflow.runName": name})
+    if not runs:
+        return None
+    history = client.get_metric_history(runs[0].info.run_id, "epoch/val_f1_macro")
+    return runs[0] if len(history) >= epochs else None
+
+
+def test_sigint_at_ten_moments_across_the_end_of_train_never_leaves_half_a_model(
+    small_data, tmp_path: Path, clis: list[Cli]
+) -> None:
+    """Ten trainings, five at a time; each gets Ctrl-C at its own moment after its last
+    epoch: checkpoint upload, model, the run's end, the summary, the exit."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    client.search_experiments()  # the schema once, before ten processes race for nothing
+    outcomes = []
+    for batch in (range(0, 5), range(5, 10)):
+        started = {}
+        for moment in batch:
+            name = f"interrupted_{moment}"
+            args = _train_args(small_data, uri, "training.num_epochs=1", f"mlflow.run_name={name}")
+            started[moment] = Cli(args, tmp_path, name)
+        clis.extend(started.values())
+        due: dict[int, float] = {}
+        runs: dict[int, Any] = {}
+        deadline = time.monotonic() + 300
+        while len(runs) < len(started) or any(
+            started[m].proc.poll() is None and m not in due for m in started
+        ):
+            assert time.monotonic() < deadline, "the trainings did not reach their end"
+            for moment, cli in started.items():
+                if moment in runs:
+                    continue
+                run = _end_phase_started(client, f"interrupted_{moment}", 1)
+                if run is not None:
+                    runs[moment] = run
+                    due[moment] = time.monotonic() + 0.15 * moment % 1.5
+                elif cli.proc.poll() is not None:
+                    pytest.fail(f"{cli.log.name} exited early:\n{cli.text()[-3000:]}")
+            for moment, at in list(due.items()):
+                if time.monotonic() >= at:
+                    if started[moment].proc.poll() is None:
+                        started[moment].proc.send_signal(signal.SIGINT)
+                    del due[moment]
+            threading.Event().wait(0.05)
+        for moment, cli in started.items():
+            code = cli.proc.wait(120)
+            out = cli.text()
+            # 130: interrupted, the run ended KILLED. -SIGINT: the signal came while Python was
+            # already finalizing after the run had ended (a shell shows both as 130).
+            assert code in (0, 130, -signal.SIGINT), out[-3000:]
+            assert "Traceback" not in out, out[-3000:]
+            finished = client.get_run(runs[moment].info.run_id)
+            assert finished.info.status == ("KILLED" if code == 130 else "FINISHED"), out[-2000:]
+            assert_complete_history(client, finished)
+            top = {f.path for f in client.list_artifacts(finished.info.run_id)}
+            if "model" in top:  # a model the run shows is a whole one
+                mlflow.pyfunc.load_model(f"{finished.info.artifact_uri}/model")
+            assert not [p for p in top if "staged" in p]
+            outcomes.append((moment, code, "model" in top))
+    codes = {code for _, code, _ in outcomes}
+    assert 130 in codes and codes - {130}, outcomes  # the moments did span the end

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import os
 import threading
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +16,11 @@ from optuna.trial import TrialState
 
 from psy_agents_noaug.hpo import OptunaRunner, make_pruning_callback, summarize_study
 from psy_agents_noaug.hpo.optuna_runner import format_top_trials, load_best_params
-from psy_agents_noaug.hpo.parent_run import PARENT_RUN_ATTR, ParentRun, ensure_experiment
+from psy_agents_noaug.hpo.parent_run import PARENT_RUN_ATTR, ParentRun
 from psy_agents_noaug.hpo.samplers import make_pruner, make_sampler
 from psy_agents_noaug.hpo.search_space import parse_search_space, suggest_params
-from psy_agents_noaug.hpo.storage import HeartbeatJournalStorage, open_storage
+from psy_agents_noaug.hpo.storage import open_storage
+from psy_agents_noaug.tracking import ensure_experiment
 
 SPACE = {
     "learning_rate": {"type": "float", "low": 1e-5, "high": 1e-4, "log": True},
@@ -103,7 +103,7 @@ class _StandInTrainer:
         self.model = model
 
     def train(self) -> dict[str, float]:
-        from psy_agents_noaug.utils.metric_sink import get_sink
+        from psy_agents_noaug.tracking import get_sink
 
         run = mlflow.active_run()
         assert run is not None
@@ -378,7 +378,7 @@ def test_parent_run_is_created_once_when_workers_race(tmp_path: Path, store: str
         barrier.wait()
         ids.append(
             ParentRun.attach(
-                worker_study, client, experiment_id, metric="m", lock=handle.lock
+                worker_study, store, experiment_id, metric="m", lock=handle.lock
             ).run_id
         )
 
@@ -396,31 +396,29 @@ def test_journal_heartbeat_fails_a_silent_trial_and_requeues_it(tmp_path: Path) 
     from psy_agents_noaug.hpo.optuna_runner import _StaleTrialHandler
 
     handler = _StaleTrialHandler(max_retry=1)
-    storage = HeartbeatJournalStorage(
-        tmp_path / "hb.journal",
-        heartbeat_interval=1,
-        grace_period=5,
-        heartbeat_stale_trial_callback=handler,
+    handle = open_storage(
+        f"journal:{tmp_path / 'hb.journal'}", "hb", heartbeat_interval=1, grace_period=5
     )
-    study = optuna.create_study(study_name="hb", storage=storage)
+    assert handle.file_heartbeats is not None
+    study = optuna.create_study(study_name="hb", storage=handle.storage)
     alive, silent = study.ask(), study.ask()
     silent.suggest_float("x", 0, 1)
-    storage.record_heartbeat(alive._trial_id)
-    storage.record_heartbeat(silent._trial_id)
-    beat = storage.heartbeat_dir / str(silent._trial_id)
+    alive_id = handle.trial_id(study, alive.number)
+    silent_id = handle.trial_id(study, silent.number)
+    handle.file_heartbeats.record(alive_id)
+    handle.file_heartbeats.record(silent_id)
+    beat = handle.file_heartbeats.folder / str(silent_id)
     old = beat.stat().st_mtime - 60
     os.utime(beat, (old, old))  # its worker stopped beating a minute ago
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
+    handle.fail_stale_trials(study, handler)
     states = [t.state for t in study.get_trials()]
     assert states == [TrialState.RUNNING, TrialState.FAIL, TrialState.WAITING]
     retry = study.get_trials()[2]
     assert retry.system_attrs["failed_trial"] == silent.number
     assert retry.params == {"x": study.get_trials()[1].params["x"]}
     assert [t.number for t in handler.drain()] == [silent.number]
-    assert not beat.exists()  # finished trials drop their heartbeat file
+    assert not beat.exists()  # failed trials drop their heartbeat file
 
 
 # ------------------------------------------------------------------ validation
@@ -472,7 +470,7 @@ def test_sampler_names(name: str, kind: str) -> None:
 
 def test_grid_sampler_needs_a_finite_space() -> None:
     grid = make_sampler("grid", search_space={"seed": {"type": "categorical", "choices": [1, 2]}})
-    assert type(grid).__name__ == "GridSampler"
+    assert isinstance(grid, optuna.samplers.GridSampler)
     with pytest.raises(ValueError, match=r"search_space\.learning_rate is a continuous float"):
         make_sampler("grid", search_space=SPACE)
 

@@ -44,7 +44,7 @@ def _worker_main(argv: list[str]) -> int:
     import optuna
 
     from psy_agents_noaug.hpo import OptunaRunner
-    from psy_agents_noaug.utils.metric_sink import get_sink
+    from psy_agents_noaug.tracking import get_sink
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     hung = threading.Event()

@@ -11,8 +11,8 @@ import torch
 from mlflow import MlflowClient
 
 from psy_agents_noaug.cli import main as cli_main
-from psy_agents_noaug.jobs.sync import sync_journal
-from psy_agents_noaug.utils.metric_sink import get_sink
+from psy_agents_noaug.tracking import get_sink
+from psy_agents_noaug.tracking.sync import sync_journal
 
 BROKEN_URI = "sqlite:////proc/psy-agents-no-such-dir/mlflow.db"
 
@@ -63,18 +63,19 @@ def test_unreachable_store_journals_then_sync_uploads_exactly_once(tracking_uri:
     assert len(_history(tracking_uri, run_id, "train/loss_step")) == 2500
     assert client.get_run(run_id).info.status == "FINISHED"
     # A second sync is a no-op: nothing is doubled.
-    assert "already synced" in sync_journal(journal, tracking_uri=tracking_uri)
+    assert "already synced" in str(sync_journal(journal, tracking_uri=tracking_uri))
     assert len(_history(tracking_uri, run_id, "train/loss_step")) == 2500
 
 
 def test_interrupted_sync_resumes_without_doubling(tracking_uri: str) -> None:
-    from psy_agents_noaug.utils import journal as jr
+    from psy_agents_noaug.tracking import journal as jr
 
     client = MlflowClient(tracking_uri)
     run_id = client.create_run(client.create_experiment("resume")).info.run_id
     path = jr.journal_path(Path("journal"), run_id)
     points = [jr.Point("m", float(i), i, 1_700_000_000_000 + i) for i in range(2500)]
-    jr.append_points(path, run_id, tracking_uri, points)
+    records = [jr.PointsRecord(f"s:{i}:0", points[i : i + 500]) for i in range(0, 2500, 500)]
+    jr.append(path, run_id, tracking_uri, records, owner_pid=0)
     journal = jr.Journal.read(path)
     first_end, first_chunk, _ = next(journal.chunks(0))
     client.log_batch(
@@ -95,7 +96,7 @@ def test_sync_of_a_missing_journal_is_a_clear_error(tracking_uri: str, capsys) -
 
 def test_server_down_for_good_journal_then_sync_uploads_exactly_once(tmp_path: Path) -> None:
     """A real `mlflow server`: stopped mid-run and not restarted before the run ends."""
-    from psy_agents_noaug.utils import metric_sink
+    from psy_agents_noaug.tracking import sink as metric_sink
     from tests.mlflow_server import MlflowServer
 
     server = MlflowServer(f"sqlite:///{tmp_path}/server.db", tmp_path).start()

@@ -16,10 +16,10 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from psy_agents_noaug.utils import system_metrics
-from psy_agents_noaug.utils._monitors import base
-from psy_agents_noaug.utils._monitors.cpu import CpuMonitor
-from psy_agents_noaug.utils.metric_sink import get_sink
+from psy_agents_noaug.monitoring import base
+from psy_agents_noaug.monitoring import logger as system_metrics
+from psy_agents_noaug.monitoring.cpu import CpuMonitor
+from psy_agents_noaug.tracking import get_sink
 from psy_agents_noaug.utils.system_metrics import SystemMetricsLogger, SystemMetricsWarning
 
 CPU_NAMES = {

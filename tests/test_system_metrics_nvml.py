@@ -21,10 +21,10 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from psy_agents_noaug.utils import system_metrics
-from psy_agents_noaug.utils._monitors import base
-from psy_agents_noaug.utils._monitors.base import MAX_CONSECUTIVE_FAILURES
-from psy_agents_noaug.utils.metric_sink import get_sink
+from psy_agents_noaug.monitoring import base
+from psy_agents_noaug.monitoring import logger as system_metrics
+from psy_agents_noaug.monitoring.base import MAX_CONSECUTIVE_FAILURES
+from psy_agents_noaug.tracking import get_sink
 from psy_agents_noaug.utils.system_metrics import SystemMetricsLogger, SystemMetricsWarning
 
 GIB = 1 << 30
@@ -247,7 +247,7 @@ def test_one_refused_query_loses_only_its_metric(
 def test_a_refused_query_is_logged_once_then_switched_off(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="psy_agents_noaug.utils.system_metrics")
+    caplog.set_level(logging.INFO, logger="psy_agents_noaug.monitoring")
     nvml = make_fake_nvml(failing=("nvmlDeviceGetPowerUsage",))
     monkeypatch.setitem(sys.modules, "pynvml", nvml)
     with SystemMetricsLogger(log_cpu=False) as logger:

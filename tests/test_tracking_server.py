@@ -18,7 +18,7 @@ import pytest
 from mlflow import MlflowClient
 
 from psy_agents_noaug.cli import main
-from psy_agents_noaug.utils.tracking import mask_uri
+from psy_agents_noaug.tracking.store import mask_uri
 from tests.mlflow_server import (
     SCRIPT,
     MlflowServer,
@@ -65,7 +65,7 @@ def as_user(server: MlflowServer, monkeypatch: pytest.MonkeyPatch) -> MlflowServ
 def _clean_tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     import mlflow
 
-    from psy_agents_noaug.utils import metric_sink
+    from psy_agents_noaug.tracking import sink as metric_sink
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PSY_AGENTS_JOURNAL_DIR", str(tmp_path / "journal"))
@@ -238,6 +238,6 @@ def test_password_in_the_tracking_uri_reaches_no_param_tag_artifact_or_output(
         local = Path(client.download_artifacts(run.info.run_id, "", str(tmp_path / "dl")))
         files = [p for p in local.rglob("*") if p.is_file()]
         _assert_secret_nowhere(client, run.info.run_id, secret, files)
-        from psy_agents_noaug.utils import metric_sink
+        from psy_agents_noaug.tracking import sink as metric_sink
 
         metric_sink.shutdown()  # the writer's connections go before the database does

@@ -5,12 +5,16 @@
     psy-agents evaluate run_id=ID | checkpoint=PATH [overrides…]
     psy-agents register run_id=ID [name=NAME] [stage=Staging|Production|Archived]
     psy-agents predict  model_uri=URI input=posts.csv [output=predictions.csv]
-    psy-agents sync     JOURNAL [tracking_uri=URI]
+    psy-agents sync     JOURNAL [tracking_uri=URI]    upload what waited in a journal
     psy-agents doctor   [tracking_uri=URI] [experiment=NAME] [stale_after_s=S] [dry_run=true]
                                                 end RUNNING runs whose process died (FAILED)
 
-Overrides are Hydra's `key=value` (e.g. `model=tiny training.num_epochs=2`). User
-mistakes print one line starting with "error:" and exit with code 2.
+Overrides are Hydra's `key=value` (e.g. `model=tiny training.num_epochs=2`).
+
+Exit codes: 0 done; 1 training failed (the loss became NaN/inf) or, for sync, part of a
+journal could not be read; 2 a user mistake (one line starting with "error:"); 3 training
+finished but the tracking store was unreachable at the end, so some points wait in a
+journal (the last lines name it and the sync command); 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -19,9 +23,13 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 USAGE = __doc__ or ""
+EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_NOT_SYNCED = 3
+EXIT_INTERRUPTED = 130
 
 # Command-specific arguments that are not config keys, per command.
 COMMAND_ARGS: dict[str, tuple[str, ...]] = {
@@ -30,7 +38,7 @@ COMMAND_ARGS: dict[str, tuple[str, ...]] = {
     "evaluate": ("run_id", "checkpoint"),
     "register": ("run_id", "name", "stage"),
     "predict": ("model_uri", "input", "output"),
-    "sync": ("tracking_uri", "run_id"),
+    "sync": ("tracking_uri",),
     "doctor": ("tracking_uri", "experiment", "stale_after_s", "dry_run"),
 }
 
@@ -48,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(_command_help(command))
         return 0
     _quiet_libraries()
+    _keep_interrupts_from_finalizers()
     code = _run_command(command, rest)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # A torchrun worker leaves without interpreter finalization (gloo threads abort it).
@@ -55,6 +64,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         exit_without_finalizing(code)
     return code
+
+
+def _keep_interrupts_from_finalizers() -> None:
+    """A Ctrl-C that lands inside a ``__del__`` is printed as "Exception ignored" and lost;
+    deliver it again a moment later instead, so it interrupts like any other."""
+    import signal
+    import threading
+
+    def interrupt(signum: int, frame: Any) -> None:
+        while frame is not None:
+            if frame.f_code.co_name == "__del__":
+                threading.Timer(0.02, os.kill, (os.getpid(), signal.SIGINT)).start()
+                return
+            frame = frame.f_back
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, interrupt)
 
 
 def _run_command(command: str, rest: list[str]) -> int:
@@ -65,7 +92,7 @@ def _run_command(command: str, rest: list[str]) -> int:
             "\ninterrupted: the run was ended as KILLED; metrics logged so far are kept",
             file=sys.stderr,
         )
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as exc:
         if _is_user_error(exc):
             return _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
@@ -88,7 +115,7 @@ def _is_user_error(exc: BaseException) -> bool:
     except ImportError:
         pass
     from psy_agents_noaug.models.encoders import EncoderNotFoundError
-    from psy_agents_noaug.utils.tracking import TrackingStoreError
+    from psy_agents_noaug.tracking.store import TrackingStoreError
 
     user_errors += (EncoderNotFoundError, TrackingStoreError, UsageError)
     return isinstance(exc, user_errors)
@@ -103,6 +130,7 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for name in ("mlflow", "alembic", "transformers", "optuna", "urllib3"):
@@ -155,33 +183,51 @@ def _command_help(command: str) -> str:
 def cmd_train(args: list[str]) -> int:
     from psy_agents_noaug.config import load_config
     from psy_agents_noaug.jobs.train import run_train
-    from psy_agents_noaug.utils.tracking import mask_uri
+    from psy_agents_noaug.tracking.lifecycle import deferred_interrupts
 
     _, overrides = split_args("train", args)
     cfg = load_config(overrides)
     results = run_train(cfg)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun, rank 0 reports for the job
+    with deferred_interrupts("the summary"):  # the run has ended: say how, whole
+        return _report_training(cfg, results)
+
+
+def _report_training(cfg: Any, results: dict[str, Any]) -> int:
+    from psy_agents_noaug.tracking.store import mask_uri
+
+    stop = results["stop_reason"]
     print()
-    if results.get("stop_reason") == "non_finite_loss":
-        print(f"error: {results.get('message')}", file=sys.stderr)
+    if results.get("message"):
+        print(f"error: {results['message']}", file=sys.stderr)
     print(f"best val macro F1 : {results['best_val_f1_macro']:.4f} (epoch {results['best_epoch']})")
     print(
         f"steps / epochs    : {results['total_steps']} / {results['total_epochs']}"
         + ("  (stopped early)" if results["early_stopped"] else "")
     )
-    if cfg.mlflow.enabled:
-        print(f"run id            : {results['run_id']}  (experiment {results['experiment_name']})")
-        if results.get("model_version") is not None:
-            v = results["model_version"]
-            print(f"registered model  : {v.name} version {v.version}")
-        uri = cfg.mlflow.tracking_uri
+    if not cfg.mlflow.enabled:
+        return stop.exit_code
+    print(f"run id            : {results['run_id']}  (experiment {results['experiment_name']})")
+    if results.get("model_version") is not None:
+        v = results["model_version"]
+        print(f"registered model  : {v.name} version {v.version}")
+    uri = cfg.mlflow.tracking_uri
+    print(
+        f"see it with       : mlflow ui --backend-store-uri {mask_uri(uri)}"
+        if not uri.startswith("http")
+        else f"open              : {mask_uri(uri)}"
+    )
+    if not results.get("synced", True):
+        journals = results.get("journals") or [cfg.mlflow.journal_dir]
         print(
-            f"see it with       : mlflow ui --backend-store-uri {mask_uri(uri)}"
-            if not uri.startswith("http")
-            else f"open              : {mask_uri(uri)}"
+            f"not synced        : the tracking store at {mask_uri(uri)} was unreachable at the "
+            f"end; the run's remaining points and its end status wait in {journals[0]}",
+            file=sys.stderr,
         )
-    return 1 if results.get("stop_reason") == "non_finite_loss" else 0
+        print(f"upload them with  : psy-agents sync {journals[0]}", file=sys.stderr)
+        return EXIT_NOT_SYNCED if stop.exit_code == 0 else stop.exit_code
+    return stop.exit_code
 
 
 def cmd_hpo(args: list[str]) -> int:
@@ -192,7 +238,7 @@ def cmd_hpo(args: list[str]) -> int:
     cfg = load_config(overrides)
     run_hpo(cfg)
     if cfg.mlflow.enabled:
-        from psy_agents_noaug.utils.tracking import mask_uri
+        from psy_agents_noaug.tracking.store import mask_uri
 
         uri = mask_uri(cfg.mlflow.tracking_uri)
         hint = uri if uri.startswith("http") else f"mlflow ui --backend-store-uri {uri}"
@@ -253,26 +299,22 @@ def cmd_predict(args: list[str]) -> int:
 
 
 def cmd_sync(args: list[str]) -> int:
-    from psy_agents_noaug.jobs.sync import sync_journal
+    from psy_agents_noaug.jobs.sync import run_sync
 
     own, overrides = split_args("sync", args)
     if "journal" not in own:
         raise UsageError("sync needs the journal path: psy-agents sync PATH [tracking_uri=URI]")
     if overrides:
         raise UsageError(f"sync takes no config overrides, got {overrides}")
-    report = sync_journal(own["journal"], tracking_uri=own.get("tracking_uri"))
-    print(report)
-    return 0
+    return run_sync(own["journal"], tracking_uri=own.get("tracking_uri"))
 
 
 def cmd_doctor(args: list[str]) -> int:
     from psy_agents_noaug.config import load_config
-    from psy_agents_noaug.jobs.doctor import find_orphans, repair_orphans
-    from psy_agents_noaug.utils.tracking import check_store, mask_uri
+    from psy_agents_noaug.jobs.doctor import run_doctor
 
     own, overrides = split_args("doctor", args)
     cfg = load_config(overrides)
-    uri = own.get("tracking_uri", cfg.mlflow.tracking_uri)
     raw = own.get("stale_after_s", str(cfg.mlflow.orphan_after_s))
     try:
         stale_after_s = float(raw)
@@ -283,18 +325,12 @@ def cmd_doctor(args: list[str]) -> int:
     dry_run = own.get("dry_run", "false").lower()
     if dry_run not in ("true", "false"):
         raise UsageError(f"dry_run={own['dry_run']!r} must be true or false")
-    names = [own["experiment"]] if "experiment" in own else None
-    check_store(uri)
-    orphans = find_orphans(uri, names, stale_after_s=stale_after_s)
-    for orphan in orphans:
-        print(orphan)
-    if dry_run == "true" or not orphans:
-        note = " (dry run: nothing changed)" if orphans else ""
-        print(f"{len(orphans)} orphaned run(s) in {mask_uri(uri)}{note}")
-        return 0
-    ended = repair_orphans(uri, names, stale_after_s=stale_after_s)
-    print(f"{len(ended)} orphaned run(s) marked FAILED in {mask_uri(uri)}")
-    return 0
+    return run_doctor(
+        own.get("tracking_uri", cfg.mlflow.tracking_uri),
+        [own["experiment"]] if "experiment" in own else None,
+        stale_after_s=stale_after_s,
+        dry_run=dry_run == "true",
+    )
 
 
 COMMANDS: dict[str, Callable[[list[str]], int]] = {

@@ -183,6 +183,8 @@ RULES: dict[str, tuple[Check, str]] = {
     "mlflow.run_name": (_optional(_str), "a name or null"),
     "mlflow.journal_dir": (_str, "a folder path"),
     "mlflow.orphan_after_s": (_float(0.0, lo_open=True), "a number of seconds > 0"),
+    "mlflow.http_timeout_s": (_int(1, 600), "an integer number of seconds in [1, 600]"),
+    "mlflow.http_max_retries": (_int(0, 10), "an integer in [0, 10]"),
 }
 
 
@@ -219,7 +221,7 @@ def config_to_dict(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _redact(value: Any) -> Any:
-    from psy_agents_noaug.utils.tracking import mask_uri
+    from psy_agents_noaug.tracking.store import mask_uri
 
     if isinstance(value, str):
         return mask_uri(value)

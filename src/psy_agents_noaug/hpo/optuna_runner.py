@@ -5,6 +5,9 @@ One process or fifty run the same code against one study; they share one parent 
 inside its own nested child run ``trial_NNNN`` (``NNNN`` = Optuna's trial number, from 0),
 which is the *active* MLflow run on the calling thread while the objective runs, so whatever
 the objective logs (the Trainer's ``train/*``, ``epoch/*``, ``system/*``) lands in that trial.
+Parent and trial runs follow the one run lifecycle (:class:`~psy_agents_noaug.tracking.
+TrackedRun`): they carry the heartbeat tag from their first moment, and end after their
+points, so `psy-agents doctor` can end any of them whose worker died.
 
 Trial outcomes in MLflow:
 
@@ -19,6 +22,10 @@ Trial budget: ``n_trials`` is the size of the *study*, not of one call. Workers 
 inside the study lock and stop once the study holds ``n_trials`` trials (a lost trial that was
 re-queued is replaced by its retry, not counted twice), so three workers asked for 12 trials
 finish exactly 12, and rerunning a finished study's command does nothing more.
+
+Only Optuna's public API is used (``ask``/``tell``, storage methods by trial id); so
+``study.stop()``, which Optuna allows only inside its own ``study.optimize``, works in
+callbacks through the study view they receive, and objectives call :meth:`OptunaRunner.stop`.
 """
 
 from __future__ import annotations
@@ -31,32 +38,29 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import mlflow
 import optuna
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import RunTag
 from mlflow.tracking import MlflowClient
-from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from psy_agents_noaug.hpo.parent_run import (
-    ParentRun,
-    StudySummary,
-    ensure_experiment,
-    summarize_study,
-)
+from psy_agents_noaug.hpo.parent_run import ParentRun, StudySummary, summarize_study
 from psy_agents_noaug.hpo.samplers import make_pruner, make_sampler
 from psy_agents_noaug.hpo.search_space import SearchSpace, parse_search_space, suggest_params
-from psy_agents_noaug.hpo.storage import HeartbeatThread, StorageHandle, open_storage
-from psy_agents_noaug.utils import metric_sink
+from psy_agents_noaug.hpo.storage import StorageHandle, open_storage
+from psy_agents_noaug.tracking import TrackedRun, ensure_experiment, status_for, tags
+from psy_agents_noaug.tracking.store import ensure_schema
 
 __all__ = ["ObjectiveFn", "OptunaRunner", "format_top_trials", "load_best_params"]
 
 _log = logging.getLogger(__name__)
 
 ObjectiveFn = Callable[[optuna.Trial, dict[str, Any]], float]
-TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
+TrialCallback = Callable[[Any, FrozenTrial], None]
 
 _DIRECTIONS = ("maximize", "minimize")
 _MAX_TAG_CHARS = 4000
@@ -64,6 +68,7 @@ _MAX_TAG_CHARS = 4000
 _IDLE_POLL_S = 1.0
 #: A failed trial older than this is no longer being ended by its own worker.
 _SETTLE_S = 60.0
+_TRIAL_RUN_ATTR = "mlflow_run_id"
 
 
 def _finite_value(result: Any) -> float:
@@ -103,45 +108,44 @@ class _TrialRuns:
     """Creates, fills and ends the nested child run of each trial."""
 
     def __init__(
-        self, client: MlflowClient, experiment_id: str, parent_run_id: str, study_name: str
+        self, tracking_uri: str, experiment_id: str, parent_run_id: str, study_name: str
     ) -> None:
-        self.client = client
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri)
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.study_name = study_name
 
-    def create(self, trial: optuna.Trial, retry_of: int | None) -> str:
-        """Create ``trial_NNNN`` under the parent run; returns its run id."""
-        from mlflow.tracking.context.registry import resolve_tags
-
-        tags = {
-            "mlflow.parentRunId": self.parent_run_id,
-            "hpo.study_name": self.study_name,
-            "hpo.trial_number": str(trial.number),
-            "hpo.state": "RUNNING",
+    def start(self, trial: optuna.Trial, retry_of: int | None) -> TrackedRun:
+        """Create ``trial_NNNN`` under the parent and make it this thread's active run."""
+        run_tags = {
+            tags.HPO_STUDY_NAME: self.study_name,
+            tags.HPO_TRIAL_NUMBER: str(trial.number),
+            tags.HPO_STATE: "RUNNING",
         }
         if retry_of is not None:
-            tags["hpo.retry_of"] = str(retry_of)
-        run = self.client.create_run(
-            self.experiment_id, run_name=f"trial_{trial.number:04d}", tags=resolve_tags(tags)
+            run_tags[tags.HPO_RETRY_OF] = str(retry_of)
+        run = TrackedRun.start(
+            self.tracking_uri,
+            self.experiment_id,
+            run_name=f"trial_{trial.number:04d}",
+            run_tags=run_tags,
+            parent_run_id=self.parent_run_id,
+            # A lost trial is failed by another worker's heartbeat check (or doctor), with the
+            # study's own words; its writer must not race that with a KILLED of its own.
+            exclusive=False,
         )
-        run_id = run.info.run_id
-        trial.set_user_attr("mlflow_run_id", run_id)
-        return run_id
+        trial.set_user_attr(_TRIAL_RUN_ATTR, run.run_id)
+        return run
 
-    @staticmethod
-    def activate(run_id: str) -> None:
-        """Make the run this thread's active run, so the objective's logging lands in it."""
-        mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None)
-
-    def log_params(self, run_id: str, trial: optuna.Trial, params: Mapping[str, Any]) -> None:
-        entries = [Param(f"hpo/{k}", str(v)) for k, v in params.items()]
-        entries += [Param("trial_number", str(trial.number)), Param("study_name", self.study_name)]
-        self.client.log_batch(run_id, params=entries)
+    def log_params(self, run: TrackedRun, trial: optuna.Trial, params: Mapping[str, Any]) -> None:
+        values = {f"hpo/{k}": v for k, v in params.items()}
+        values.update(trial_number=trial.number, study_name=self.study_name)
+        run.sink.log_params(values)
 
     def end(
         self,
-        run_id: str,
+        run: TrackedRun,
         trial: FrozenTrial,
         *,
         metric: str,
@@ -149,55 +153,63 @@ class _TrialRuns:
         duration_s: float,
         status: str,
     ) -> None:
-        """Outcome metrics and tags in one batch, wait for the trial's points, end the run."""
-        now = int(time.time() * 1000)
+        """Outcome metrics and tags, then the run's end after all its points."""
         values = {"trial/number": float(trial.number), "trial/duration_seconds": duration_s}
         if trial.state == TrialState.COMPLETE and trial.value is not None:
             values[f"trial/{metric}"] = float(trial.value)
-        tags = [RunTag("hpo.state", trial.state.name)]
+        run.sink.log_dict(values, step=0)
+        outcome = {tags.HPO_STATE: trial.state.name}
         if error:
-            tags.append(RunTag("hpo.error", error[:_MAX_TAG_CHARS]))
+            outcome[tags.HPO_ERROR] = error[:_MAX_TAG_CHARS]
         if trial.state == TrialState.PRUNED and trial.last_step is not None:
-            tags.append(RunTag("hpo.pruned_at_epoch", str(trial.last_step)))
-        metrics = [Metric(k, v, now, 0) for k, v in values.items()]
-        self.client.log_batch(run_id, metrics=metrics, tags=tags)
-        # The objective's points (Trainer: train/*, epoch/*, system/*) land before the run
-        # ends; flush_all waits only for writers this process already has.
-        metric_sink.flush_all()
-        active = mlflow.active_run()
-        if active is None or active.info.run_id != run_id:
-            _log.warning("trial run %s was not the active run at its end", run_id)
-            self.client.set_terminated(run_id, status=status)
-            return
-        try:
-            mlflow.end_run(status=status)
-        except Exception:  # store unreachable: the status waits in the sink's journal
-            _log.warning("could not end run %s now; status queued", run_id, exc_info=True)
-            metric_sink.get_sink(run_id).end_run(status)
+            outcome[tags.HPO_PRUNED_AT_EPOCH] = str(trial.last_step)
+        run.sink.set_tags(outcome)
+        run.end(status, error if status != "FINISHED" else None)
 
     def close_lost(self, trial: FrozenTrial, grace_s: float | None) -> None:
         """End a dead worker's child run as FAILED (its own process cannot any more)."""
-        run_id = trial.user_attrs.get("mlflow_run_id")
+        run_id = trial.user_attrs.get(_TRIAL_RUN_ATTR)
         if not run_id:
             return
         try:
             run = self.client.get_run(run_id)
             # KILLED: the dead worker's metric writer saw its process go and ended the run.
-            if run.info.status not in ("RUNNING", "KILLED") or run.data.tags.get("hpo.state") in (
-                "COMPLETE",
-                "PRUNED",
-                "FAIL",
-            ):
+            settled = run.data.tags.get(tags.HPO_STATE) in ("COMPLETE", "PRUNED", "FAIL")
+            if run.info.status not in ("RUNNING", "KILLED") or settled:
                 return
             message = "worker lost: no heartbeat"
             if grace_s is not None:
                 message += f" for more than {grace_s:g} s"
             self.client.log_batch(
-                run_id, tags=[RunTag("hpo.state", "FAIL"), RunTag("hpo.error", message)]
+                run_id,
+                tags=[
+                    RunTag(tags.HPO_STATE, "FAIL"),
+                    RunTag(tags.HPO_ERROR, message),
+                    RunTag(tags.END_REASON, message),
+                ],
             )
             self.client.set_terminated(run_id, status="FAILED")
         except Exception:  # bookkeeping for a dead run must not stop the study
             _log.warning("could not close the run %s of lost trial %d", run_id, trial.number)
+
+
+class _StudyView:
+    """The study as a callback sees it: ``stop()`` ends this runner's loop.
+
+    Optuna's own ``Study.stop`` only works inside ``Study.optimize``, which this runner does
+    not use (it claims trials under a lock to keep the budget exact); every other attribute
+    is the study's own.
+    """
+
+    def __init__(self, study: optuna.Study, stop: Callable[[], None]) -> None:
+        self._study = study
+        self._stop = stop
+
+    def stop(self) -> None:
+        self._stop()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
 
 
 def format_top_trials(study: optuna.Study, metric: str, k: int = 10) -> str:
@@ -333,6 +345,7 @@ class OptunaRunner:
         self.study: optuna.Study | None = None
         self.parent_run_id: str | None = None
         self.summary: StudySummary | None = None
+        self._stop: threading.Event | None = None
 
     @property
     def best_params(self) -> dict[str, Any]:
@@ -408,15 +421,49 @@ class OptunaRunner:
             grace_period=self.grace_period,
             stale_trial_callback=stale,
         )
+        session = _Session(
+            self,
+            self._open_study(handle, space),
+            handle,
+            stale,
+            space,
+            objective_fn,
+            n_trials,
+            timeout,
+            catch,
+            list(callbacks or ()),
+            show_progress_bar,
+        )
+        self._stop = session.stopped
+        if log_to_mlflow:
+            uri = mlflow_tracking_uri or mlflow.get_tracking_uri()
+            self._attach_mlflow(session, uri, mlflow_experiment_name or f"hpo_{self.study_name}")
+        end_status = "FINISHED"
+        try:
+            session.run()
+        except BaseException as exc:
+            end_status = status_for(exc)[0]
+            raise
+        finally:
+            self.summary = session.wrap_up(end_status)
+        if print_summary:
+            print(format_top_trials(session.study, self.metric, top_k))
+        return session.study
+
+    def stop(self) -> None:
+        """Start no new trial (from an objective or another thread); the current one ends."""
+        if self._stop is not None:
+            self._stop.set()
+
+    def _open_study(self, handle: StorageHandle, space: SearchSpace) -> optuna.Study:
         sampler = make_sampler(self.sampler, seed=self.seed, search_space=space)
-        if handle.storage is not None:
-            sampler.reseed_rng()
-        pruner = make_pruner(self.pruner)
+        if not isinstance(handle.storage, optuna.storages.InMemoryStorage):
+            sampler.reseed_rng()  # else parallel workers would all propose the same points
         with handle.lock():
             study = optuna.create_study(
                 storage=handle.storage,
                 sampler=sampler,
-                pruner=pruner,
+                pruner=make_pruner(self.pruner),
                 study_name=self.study_name,
                 direction=optuna.study.StudyDirection[self.direction.upper()],
                 load_if_exists=True,
@@ -427,62 +474,115 @@ class OptunaRunner:
                 f"{study.direction.name.lower()}, not {self.direction}; use another study_name"
             )
         self.study = study
-
-        parent: ParentRun | None = None
-        runs: _TrialRuns | None = None
-        if log_to_mlflow:
-            uri = mlflow_tracking_uri or mlflow.get_tracking_uri()
-            mlflow.set_tracking_uri(uri)
-            with handle.lock():  # the first client may create the store's schema: once
-                client = MlflowClient(uri)
-                experiment_id = ensure_experiment(
-                    client, mlflow_experiment_name or f"hpo_{self.study_name}"
-                )
-            parent = ParentRun.attach(
-                study,
-                client,
-                experiment_id,
-                metric=self.metric,
-                lock=handle.lock,
-                tags=self._parent_tags(handle, n_trials),
-                plot_interval_s=self.plot_interval_s,
-            )
-            self.parent_run_id = parent.run_id
-            runs = _TrialRuns(client, experiment_id, parent.run_id, self.study_name)
-
-        end_status = "FINISHED"
-        try:
-            self._loop(
-                study, objective_fn, space, n_trials, timeout, handle, stale, runs, parent,
-                catch=catch, callbacks=list(callbacks or ()), show_progress_bar=show_progress_bar,
-            )  # fmt: skip
-        except KeyboardInterrupt:
-            end_status = "KILLED"
-            raise
-        except BaseException:
-            end_status = "FAILED"
-            raise
-        finally:
-            self.summary = self._wrap_up(study, handle, stale, runs, parent, end_status)
-        if print_summary:
-            print(format_top_trials(study, self.metric, top_k))
         return study
+
+    def _attach_mlflow(self, session: _Session, uri: str, experiment_name: str) -> None:
+        """The study's parent run (created by the first worker) and the trial-run factory."""
+        mlflow.set_tracking_uri(uri)
+        ensure_schema(uri)
+        experiment_id = ensure_experiment(
+            MlflowClient(uri),
+            experiment_name,
+            description=(
+                "Optuna hyperparameter searches: one parent run HPO_<study> per study, with "
+                "one nested run per trial."
+            ),
+        )
+        session.parent = ParentRun.attach(
+            session.study,
+            uri,
+            experiment_id,
+            metric=self.metric,
+            lock=session.handle.lock,
+            tags=self._parent_tags(session.handle, session.n_trials),
+            plot_interval_s=self.plot_interval_s,
+        )
+        self.parent_run_id = session.parent.run_id
+        session.runs = _TrialRuns(uri, experiment_id, session.parent.run_id, self.study_name)
 
     def _parent_tags(self, handle: StorageHandle, n_trials: int | None) -> dict[str, str]:
         return {
-            "hpo.study_name": self.study_name,
-            "hpo.direction": self.direction,
-            "hpo.metric": self.metric,
-            "hpo.n_trials": str(n_trials),
-            "hpo.sampler": _describe(self.sampler),
-            "hpo.pruner": _describe(self.pruner),
-            "hpo.storage": handle.description,
+            tags.HPO_STUDY_NAME: self.study_name,
+            tags.HPO_DIRECTION: self.direction,
+            tags.HPO_METRIC: self.metric,
+            tags.HPO_N_TRIALS: str(n_trials),
+            tags.HPO_SAMPLER: _describe(self.sampler),
+            tags.HPO_PRUNER: _describe(self.pruner),
+            tags.HPO_STORAGE: handle.description,
         }
 
-    @staticmethod
-    def _budget(study: optuna.Study) -> tuple[int, int, bool, bool]:
+
+@dataclass
+class _Session:
+    """One worker's part in one study: what :meth:`OptunaRunner.optimize` set up, and the loop."""
+
+    runner: OptunaRunner
+    study: optuna.Study
+    handle: StorageHandle
+    stale: _StaleTrialHandler
+    space: SearchSpace
+    objective: ObjectiveFn
+    n_trials: int | None
+    timeout: float | None
+    catch: tuple[type[Exception], ...]
+    callbacks: list[TrialCallback]
+    show_progress_bar: bool
+    runs: _TrialRuns | None = None
+    parent: ParentRun | None = None
+    stopped: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def metric(self) -> str:
+        return self.runner.metric
+
+    def run(self) -> None:
+        """Claim and run trials until the budget, the timeout or a stop request ends it."""
+        from tqdm.auto import tqdm
+
+        started = time.monotonic()
+        idle = threading.Event()
+        view = _StudyView(self.study, self.stopped.set)
+        bar = tqdm(
+            total=self.n_trials,
+            desc=f"HPO {self.study.study_name}",
+            unit="trial",
+            disable=not self.show_progress_bar,
+        )
+        try:
+            while not self.stopped.is_set():
+                if self.timeout is not None and time.monotonic() - started >= self.timeout:
+                    break
+                trial, wait = self.claim()
+                self.close_lost()
+                if trial is None:
+                    if not wait:
+                        break
+                    # Others' trials still run: wait, so a trial whose worker dies is retried
+                    # (and the last worker out closes the parent run).
+                    idle.wait(min(float(self.handle.heartbeat_interval or 1), _IDLE_POLL_S))
+                    continue
+                frozen = self.run_trial(trial)
+                self._update_parent(bar)
+                for callback in self.callbacks:
+                    callback(view, frozen)
+        finally:
+            bar.close()
+
+    def _update_parent(self, bar: Any) -> None:
+        if self.parent is not None:
+            try:
+                summary = self.parent.update(self.study)
+                if summary.best_value is not None:
+                    bar.set_postfix({f"best_{self.metric}": f"{summary.best_value:.4g}"})
+            except Exception:  # a summary write must not stop the study
+                _log.warning("could not update the parent run summary", exc_info=True)
+        _, finished, _, _ = self.budget()
+        bar.n = min(finished, self.n_trials) if self.n_trials else finished
+        bar.refresh()
+
+    def budget(self) -> tuple[int, int, bool, bool]:
         """(trials counted against n_trials, finished among them, any waiting, any running)."""
-        trials = study.get_trials(deepcopy=False)
+        trials = self.study.get_trials(deepcopy=False)
         retried = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
         counted = [t for t in trials if t.number not in retried]
         finished = sum(t.state.is_finished() for t in counted)
@@ -490,115 +590,45 @@ class OptunaRunner:
         running = any(t.state == TrialState.RUNNING for t in trials)
         return len(counted), finished, waiting, running
 
-    def _claim(
-        self, study: optuna.Study, n_trials: int | None, handle: StorageHandle
-    ) -> tuple[optuna.Trial | None, bool]:
+    def claim(self) -> tuple[optuna.Trial | None, bool]:
         """Inside the study lock: fail stale trials, then take a trial if the budget allows.
 
         Returns:
             (the trial or None, whether to wait for other workers' running trials).
         """
-        with handle.lock():
-            if handle.heartbeat_interval is not None:
+        with self.handle.lock():
+            self.handle.fail_stale_trials(self.study, self.stale)
+            counted, _, waiting, running = self.budget()
+            if self.n_trials is None or counted < self.n_trials or waiting:
                 with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    fail_stale_trials(study)
-            counted, _, waiting, running = self._budget(study)
-            if n_trials is None or counted < n_trials or waiting:
-                return study.ask(), False
-        return None, running and handle.heartbeat_interval is not None
+                    # "Heartbeat of storage is supposed to be used with Study.optimize": this
+                    # runner beats for its trials itself (StorageHandle.heartbeat).
+                    warnings.simplefilter("ignore", UserWarning)
+                    return self.study.ask(), False
+        return None, running and self.handle.heartbeat_interval is not None
 
-    def _loop(
-        self,
-        study: optuna.Study,
-        objective_fn: ObjectiveFn,
-        space: SearchSpace,
-        n_trials: int | None,
-        timeout: float | None,
-        handle: StorageHandle,
-        stale: _StaleTrialHandler,
-        runs: _TrialRuns | None,
-        parent: ParentRun | None,
-        *,
-        catch: tuple[type[Exception], ...],
-        callbacks: list[TrialCallback],
-        show_progress_bar: bool,
-    ) -> None:
-        from tqdm.auto import tqdm
-
-        started = time.monotonic()
-        idle = threading.Event()
-        bar = tqdm(
-            total=n_trials,
-            desc=f"HPO {self.study_name}",
-            unit="trial",
-            disable=not show_progress_bar,
-        )
-        # Lets study.stop() work from callbacks and objectives, as in study.optimize().
-        study._thread_local.in_optimize_loop = True
-        try:
-            while not study._stop_flag:
-                if timeout is not None and time.monotonic() - started >= timeout:
-                    break
-                trial, wait = self._claim(study, n_trials, handle)
-                self._close_lost(stale, runs)
-                if trial is None:
-                    if not wait:
-                        break
-                    # Others' trials still run: wait, so a trial whose worker dies is retried
-                    # (and the last worker out closes the parent run).
-                    idle.wait(min(float(handle.heartbeat_interval or 1), _IDLE_POLL_S))
-                    continue
-                frozen = self._run_trial(study, trial, objective_fn, space, handle, runs, catch)
-                if parent is not None:
-                    try:
-                        summary = parent.update(study)
-                        if summary.best_value is not None:
-                            bar.set_postfix({f"best_{self.metric}": f"{summary.best_value:.4g}"})
-                    except Exception:  # a summary write must not stop the study
-                        _log.warning("could not update the parent run summary", exc_info=True)
-                _, finished, _, _ = self._budget(study)
-                bar.n = min(finished, n_trials) if n_trials else finished
-                bar.refresh()
-                for callback in callbacks:
-                    callback(study, frozen)
-        finally:
-            study._thread_local.in_optimize_loop = False
-            bar.close()
-
-    def _run_trial(
-        self,
-        study: optuna.Study,
-        trial: optuna.Trial,
-        objective_fn: ObjectiveFn,
-        space: SearchSpace,
-        handle: StorageHandle,
-        runs: _TrialRuns | None,
-        catch: tuple[type[Exception], ...],
-    ) -> FrozenTrial:
+    def run_trial(self, trial: optuna.Trial) -> FrozenTrial:
         start = time.monotonic()
-        run_id: str | None = None
+        trial_id = self.handle.trial_id(self.study, trial.number)
+        run: TrackedRun | None = None
         state = TrialState.FAIL
         value: float | None = None
         error: str | None = None
         reraise: BaseException | None = None
-        heartbeat: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-        if handle.storage is not None and handle.heartbeat_interval is not None:
-            heartbeat = HeartbeatThread(handle.storage, trial._trial_id, handle.heartbeat_interval)
+        heartbeat = self.handle.heartbeat(trial_id) or contextlib.nullcontext()
         with heartbeat:
             try:
-                if runs is not None:
-                    attrs = study._storage.get_trial_system_attrs(trial._trial_id)
-                    run_id = runs.create(trial, attrs.get("failed_trial"))
-                    runs.activate(run_id)
-                params = suggest_params(trial, space)
-                if runs is not None and run_id is not None:
-                    runs.log_params(run_id, trial, params)
-                value = _finite_value(objective_fn(trial, params))
+                if self.runs is not None:
+                    attrs = self.handle.storage.get_trial_system_attrs(trial_id)
+                    run = self.runs.start(trial, attrs.get("failed_trial"))
+                params = suggest_params(trial, self.space)
+                if self.runs is not None and run is not None:
+                    self.runs.log_params(run, trial, params)
+                value = _finite_value(self.objective(trial, params))
                 state = TrialState.COMPLETE
             except optuna.TrialPruned as exc:
                 state, error = TrialState.PRUNED, str(exc) or None
-            except catch as exc:
+            except self.catch as exc:
                 error = f"{type(exc).__name__}: {exc}"
                 _log.warning("trial %d failed: %s", trial.number, error, exc_info=True)
             except BaseException as exc:  # KeyboardInterrupt, or an exception not in `catch`
@@ -609,77 +639,68 @@ class OptunaRunner:
             with contextlib.suppress(Exception):
                 trial.set_user_attr("error", error[:_MAX_TAG_CHARS])
         try:
-            study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+            self.study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
         except (ValueError, optuna.exceptions.UpdateFinishedTrialError) as exc:
             # Another worker failed this trial as stale (this worker stalled past the grace
             # period); its retry will run elsewhere.
             _log.warning("trial %d was finished elsewhere: %s", trial.number, exc)
             error = error or "failed by heartbeat check while still running (worker stalled)"
-        frozen = study._storage.get_trial(trial._trial_id)
-        if runs is not None and run_id is not None:
-            if isinstance(reraise, KeyboardInterrupt):
-                status = "KILLED"
-            else:
-                status = "FAILED" if frozen.state == TrialState.FAIL else "FINISHED"
-            try:
-                runs.end(
-                    run_id,
-                    frozen,
-                    metric=self.metric,
-                    error=error,
-                    duration_s=time.monotonic() - start,
-                    status=status,
-                )
-            except Exception:  # the trial itself is already recorded in the study
-                _log.warning(
-                    "could not finish the MLflow run of trial %d", trial.number, exc_info=True
-                )
-                active = mlflow.active_run()
-                if active is not None and active.info.run_id == run_id:
-                    mlflow.end_run(status=status)
+        self.handle.trial_finished(trial_id)
+        frozen = self.handle.storage.get_trial(trial_id)
+        if self.runs is not None and run is not None:
+            self._end_run(run, frozen, error, time.monotonic() - start, reraise)
         if reraise is not None:
             raise reraise
         return frozen
 
-    def _close_lost(self, stale: _StaleTrialHandler, runs: _TrialRuns | None) -> None:
-        for lost in stale.drain():
-            if runs is not None:
-                runs.close_lost(lost, self._grace())
-
-    def _grace(self) -> float | None:
-        if self.heartbeat_interval is None:
-            return None
-        return float(self.grace_period or 2 * self.heartbeat_interval)
-
-    def _wrap_up(
+    def _end_run(
         self,
-        study: optuna.Study,
-        handle: StorageHandle,
-        stale: _StaleTrialHandler,
-        runs: _TrialRuns | None,
-        parent: ParentRun | None,
-        status: str,
-    ) -> StudySummary:
-        """Close the parent run if this worker is the last one out; else refresh it."""
-        self._close_lost(stale, runs)
-        if parent is None:
-            return summarize_study(study)
+        run: TrackedRun,
+        frozen: FrozenTrial,
+        error: str | None,
+        duration_s: float,
+        reraise: BaseException | None,
+    ) -> None:
+        if isinstance(reraise, KeyboardInterrupt):
+            status = status_for(reraise)[0]
+        else:
+            status = "FAILED" if frozen.state == TrialState.FAIL else "FINISHED"
+        assert self.runs is not None
         try:
-            with handle.lock():
-                summary = summarize_study(study)
-                if runs is not None:
+            self.runs.end(
+                run, frozen, metric=self.metric, error=error, duration_s=duration_s, status=status
+            )
+        except Exception:  # the trial itself is already recorded in the study
+            _log.warning("could not finish the run of trial %d", frozen.number, exc_info=True)
+            if run.active:
+                run.end(status, error)
+
+    def close_lost(self) -> None:
+        for lost in self.stale.drain():
+            if self.runs is not None:
+                self.runs.close_lost(lost, self.handle.grace_period)
+
+    def wrap_up(self, status: str) -> StudySummary:
+        """Close the parent run if this worker is the last one out; else refresh it."""
+        self.close_lost()
+        if self.parent is None:
+            return summarize_study(self.study)
+        try:
+            with self.handle.lock():
+                summary = summarize_study(self.study)
+                if self.runs is not None:
                     # Backstop for lost trials whose detecting worker died before closing their
                     # run; recent failures are skipped: their own worker may still be ending them.
                     settled = datetime.datetime.now() - datetime.timedelta(seconds=_SETTLE_S)
-                    for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+                    for trial in self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
                         if trial.datetime_complete and trial.datetime_complete < settled:
-                            runs.close_lost(trial, self._grace())
+                            self.runs.close_lost(trial, self.handle.grace_period)
                 if summary.running == 0 and summary.waiting == 0:
-                    return parent.finish(study, status=status)
-                return parent.update(study, plots=True)
+                    return self.parent.finish(self.study, status=status)
+                return self.parent.leave(self.study)
         except Exception:  # never hide the study's own result or exception
             _log.warning("could not write the final HPO summary", exc_info=True)
-            return summarize_study(study)
+            return summarize_study(self.study)
 
 
 def load_best_params(
@@ -712,7 +733,6 @@ def load_best_params(
     if storage is not None:
         handle = open_storage(storage, study_name, heartbeat_interval=None)
         try:
-            assert handle.storage is not None  # a non-None spec opens a real storage
             study = optuna.load_study(study_name=study_name, storage=handle.storage)
         except KeyError:
             raise ValueError(f"no study {study_name!r} in {handle.description}") from None
@@ -731,7 +751,7 @@ def load_best_params(
     runs = (
         client.search_runs(
             [found.experiment_id],
-            filter_string=f"tags.`mlflow.runName` = 'HPO_{study_name}'",
+            filter_string=f"tags.`{tags.RUN_NAME}` = 'HPO_{study_name}'",
             order_by=["attributes.start_time DESC"],
             max_results=20,
         )
@@ -739,7 +759,7 @@ def load_best_params(
         else []
     )
     for run in runs:
-        best = json.loads(run.data.tags.get("hpo.best_params") or "{}")
+        best = json.loads(run.data.tags.get(tags.HPO_BEST_PARAMS) or "{}")
         if best:
             return dict(best)
     raise ValueError(

@@ -28,10 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
+
+from psy_agents_noaug.tracking import TrackedRun
+from psy_agents_noaug.tracking import tags as run_tags
 
 __all__ = [
     "HISTORY_CSV",
@@ -39,7 +42,6 @@ __all__ = [
     "PARENT_RUN_ATTR",
     "ParentRun",
     "StudySummary",
-    "ensure_experiment",
     "summarize_study",
     "trials_history",
     "write_plots",
@@ -210,43 +212,16 @@ def write_plots(study: optuna.Study, out_dir: Path) -> list[Path]:
     return written
 
 
-def ensure_experiment(client: MlflowClient, name: str) -> str:
-    """The id of experiment ``name``, creating it if needed (safe when workers race).
-
-    Args:
-        client: MLflow client.
-        name: Experiment name.
-
-    Returns:
-        The experiment id.
-
-    Raises:
-        ValueError: The experiment exists but is deleted.
-    """
-    experiment = client.get_experiment_by_name(name)
-    if experiment is None:
-        try:
-            return client.create_experiment(name)
-        except MlflowException:
-            experiment = client.get_experiment_by_name(name)
-            if experiment is None:
-                raise
-    if experiment.lifecycle_stage != "active":
-        raise ValueError(
-            f"MLflow experiment {name!r} is deleted; restore it (mlflow experiments restore) "
-            "or choose another mlflow_experiment_name"
-        )
-    return experiment.experiment_id
-
-
 class ParentRun:
-    """The parent run of one study on one worker.
+    """The parent run of one study, as one worker sees it.
 
-    Use :meth:`attach` (not the constructor) so all workers share one run.
+    Use :meth:`attach` (not the constructor) so all workers share one run. Each worker owns
+    it non-exclusively while it works (its writer renews the heartbeat; one worker's death
+    does not end it); the last worker out ends it with :meth:`finish`, the others
+    :meth:`leave`.
 
     Args:
-        client: MLflow client of the tracking store.
-        run_id: The parent run id.
+        run: The parent run, owned by this worker.
         metric: Objective name, e.g. ``"val_f1_macro"`` (gives ``best_val_f1_macro``).
         plot_interval_s: Least seconds between two uploads of the HTML figures (they are
             large); the CSV is uploaded after every trial, figures always at the end.
@@ -254,15 +229,11 @@ class ParentRun:
     """
 
     def __init__(
-        self,
-        client: MlflowClient,
-        run_id: str,
-        metric: str,
-        *,
-        plot_interval_s: float | None = 120.0,
+        self, run: TrackedRun, metric: str, *, plot_interval_s: float | None = 120.0
     ) -> None:
-        self.client = client
-        self.run_id = run_id
+        self.run = run
+        self.run_id = run.run_id
+        self.client = MlflowClient(run.tracking_uri)
         self.metric = metric
         self.plot_interval_s = plot_interval_s
         self._last_plot = time.monotonic()  # figures first after one interval, and at the end
@@ -271,7 +242,7 @@ class ParentRun:
     def attach(
         cls,
         study: optuna.Study,
-        client: MlflowClient,
+        tracking_uri: str,
         experiment_id: str,
         *,
         metric: str,
@@ -283,7 +254,7 @@ class ParentRun:
 
         Args:
             study: The study (its user attrs hold the run id).
-            client: MLflow client.
+            tracking_uri: The store.
             experiment_id: Where the run lives.
             metric: Objective name.
             lock: The study lock; creation happens inside it.
@@ -293,38 +264,42 @@ class ParentRun:
         Returns:
             The attached :class:`ParentRun` (status RUNNING).
         """
+        client = MlflowClient(tracking_uri)
         with lock():
             run_id = study.user_attrs.get(PARENT_RUN_ATTR)
             if run_id is not None:
                 try:
-                    run = client.get_run(run_id)
+                    found = client.get_run(run_id)
                 except MlflowException:
-                    run = None
+                    found = None
                 usable = (
-                    run is not None
-                    and run.info.lifecycle_stage == "active"
-                    and run.info.experiment_id == experiment_id
+                    found is not None
+                    and found.info.lifecycle_stage == "active"
+                    and found.info.experiment_id == experiment_id
                 )
                 if usable:
-                    assert run is not None
-                    if run.info.status != "RUNNING":
+                    assert found is not None
+                    if found.info.status != "RUNNING":
                         client.update_run(run_id, status="RUNNING")
-                    return cls(client, run_id, metric, plot_interval_s=plot_interval_s)
+                    run = TrackedRun.attach(run_id, tracking_uri, exclusive=False)
+                    return cls(run, metric, plot_interval_s=plot_interval_s)
                 _log.warning(
                     "parent run %s of study %s is not in this tracking store/experiment "
                     "(or was deleted); creating a new one",
                     run_id,
                     study.study_name,
                 )
-            from mlflow.tracking.context.registry import resolve_tags
-
-            run = client.create_run(
+            run = TrackedRun.start(
+                tracking_uri,
                 experiment_id,
                 run_name=f"HPO_{study.study_name}",
-                tags=resolve_tags(dict(tags or {})),
+                run_tags=tags,
+                description=f"Optuna study {study.study_name}: one nested run per trial.",
+                activate=False,
+                exclusive=False,
             )
-            study.set_user_attr(PARENT_RUN_ATTR, run.info.run_id)
-            return cls(client, run.info.run_id, metric, plot_interval_s=plot_interval_s)
+            study.set_user_attr(PARENT_RUN_ATTR, run.run_id)
+            return cls(run, metric, plot_interval_s=plot_interval_s)
 
     def update(self, study: optuna.Study, *, plots: bool | None = None) -> StudySummary:
         """Write the current summary (metrics, best-params tags, CSV; figures if due).
@@ -340,11 +315,14 @@ class ParentRun:
         now_ms = int(time.time() * 1000)
         step = summary.finished
         metrics = [Metric(k, v, now_ms, step) for k, v in summary.metrics(self.metric).items()]
-        tags = [
-            RunTag("hpo.best_params", json.dumps(summary.best_params, default=str)),
-            *(RunTag(f"hpo.best/{k}", str(v)) for k, v in summary.best_params.items()),
+        best_tags = [
+            RunTag(run_tags.HPO_BEST_PARAMS, json.dumps(summary.best_params, default=str)),
+            *(
+                RunTag(f"{run_tags.HPO_BEST_PREFIX}{k}", str(v))
+                for k, v in summary.best_params.items()
+            ),
         ]
-        self.client.log_batch(self.run_id, metrics=metrics, tags=tags)
+        self.client.log_batch(self.run_id, metrics=metrics, tags=best_tags)
         if self.plot_interval_s is None:
             plots = False
         elif plots is None:
@@ -361,6 +339,12 @@ class ParentRun:
                 self._last_plot = time.monotonic()
             self.client.log_artifacts(self.run_id, str(out))
 
+    def leave(self, study: optuna.Study) -> StudySummary:
+        """This worker is done but others still run trials: refresh, stop its heartbeat."""
+        summary = self.update(study, plots=True)
+        self.run.sink.disown_run()
+        return summary
+
     def finish(self, study: optuna.Study, *, status: str = "FINISHED") -> StudySummary:
         """Final summary, figures, ``best_hpo/*`` params, and end the run.
 
@@ -371,15 +355,15 @@ class ParentRun:
         Returns:
             The final summary.
         """
-        summary = self.update(study, plots=True)
-        params = [Param(f"best_hpo/{k}", str(v)) for k, v in summary.best_params.items()]
+        try:
+            summary = self.update(study, plots=True)
+        except Exception:  # the store is down: the status below still waits in the journal
+            _log.warning("could not write the final study summary now", exc_info=True)
+            summary = summarize_study(study)
+        params = {f"best_hpo/{k}": v for k, v in summary.best_params.items()}
         if params:
-            try:
-                self.client.log_batch(self.run_id, params=params)
-            except MlflowException as exc:
-                # A resumed study found a new best after params were logged; tags hold it.
-                _log.warning("best_hpo/* params already logged with other values: %s", exc)
+            self.run.sink.log_params(params)  # a resumed study's new best: the tags hold it
         final_state = "COMPLETE" if status == "FINISHED" else status
-        self.client.set_tag(self.run_id, "hpo.status", final_state)
-        self.client.set_terminated(self.run_id, status=status)
+        self.run.sink.set_tags({run_tags.HPO_STATUS: final_state})
+        self.run.end(status)
         return summary

@@ -19,7 +19,6 @@ from psy_agents_noaug.hpo.search_space import SearchSpace, parse_search_space
 __all__ = [
     "PRUNER_NAMES",
     "SAMPLER_NAMES",
-    "grid_size",
     "make_pruner",
     "make_pruning_callback",
     "make_sampler",
@@ -50,10 +49,15 @@ def _grid_from_space(space: SearchSpace) -> dict[str, list[Any]]:
     return grid
 
 
-def grid_size(search_space: Mapping[str, Any] | SearchSpace) -> int:
-    """Number of points the grid sampler would visit for ``search_space``."""
-    space = _as_space(search_space)
-    return math.prod(len(v) for v in _grid_from_space(space).values()) if space else 0
+class _GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler, minus its ``study.stop()`` once the grid is used up.
+
+    ``Study.stop`` works only inside ``Study.optimize``; OptunaRunner drives the study with
+    ``ask``/``tell`` and ends it by its trial budget (the grid's size) instead.
+    """
+
+    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+        pass
 
 
 def _as_space(search_space: Mapping[str, Any] | SearchSpace | None) -> SearchSpace:
@@ -117,7 +121,7 @@ def make_sampler(
         grid = _grid_from_space(_as_space(search_space))
         if not grid:
             raise ValueError("sampler 'grid' needs a non-empty search_space")
-        return optuna.samplers.GridSampler(grid, seed=seed)
+        return _GridSampler(grid, seed=seed)
     raise ValueError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLER_NAMES)}")
 
 

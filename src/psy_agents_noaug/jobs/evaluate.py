@@ -84,7 +84,7 @@ def run_evaluate(
     }
     report.update(_per_criterion_f1(trainer, test_loader, splits.test, CRITERIA))
     if run_id:
-        from psy_agents_noaug.utils.metric_sink import get_sink
+        from psy_agents_noaug.tracking import get_sink
 
         sink = get_sink(run_id, tracking_uri=cfg.mlflow.tracking_uri)
         sink.log_dict(report, step=int(state.get("global_step", 0)))

@@ -300,11 +300,16 @@ def run_hpo(
     track = bool(cfg.mlflow.enabled)
     experiment = cfg.mlflow.experiment_name or f"hpo_{cfg.task.name}"
     if track:
-        from psy_agents_noaug.utils import metric_sink
-        from psy_agents_noaug.utils.tracking import check_store
+        from psy_agents_noaug.tracking import prepare_store
+        from psy_agents_noaug.tracking.sink import prestart
 
-        check_store(cfg.mlflow.tracking_uri)
-        metric_sink.prestart(cfg.mlflow.tracking_uri, cfg.mlflow.journal_dir)
+        prepare_store(
+            cfg.mlflow.tracking_uri,
+            http_timeout_s=cfg.mlflow.http_timeout_s,
+            http_max_retries=cfg.mlflow.http_max_retries,
+        )
+        prestart(cfg.mlflow.tracking_uri, cfg.mlflow.journal_dir)
+        _repair_orphans(cfg.mlflow.tracking_uri, experiment, cfg.mlflow.orphan_after_s)
     objective = build_objective(cfg, keys, fixed=fixed, fixed_keys=fixed_keys, train_fn=train_fn)
     study = runner.optimize(
         objective,
@@ -333,6 +338,19 @@ def run_hpo(
     if refit:
         out.update(_refit_summary(study, metric, fixed, source_study, runner.parent_run_id))
     return out
+
+
+def _repair_orphans(tracking_uri: str, experiment: str, stale_after_s: float) -> None:
+    """End the parent and trial runs of workers that died (no heartbeat) before adding more."""
+    from psy_agents_noaug.tracking.orphans import repair_orphans
+
+    try:
+        ended = repair_orphans(tracking_uri, [experiment], stale_after_s=stale_after_s)
+    except Exception as exc:  # housekeeping must never stop a study
+        _log.warning("could not check %s for orphaned runs: %s", experiment, exc)
+        return
+    for run_id in ended:
+        _log.warning("run %s had lost its worker (no heartbeat): marked FAILED", run_id)
 
 
 def _refit_summary(

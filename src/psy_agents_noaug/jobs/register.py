@@ -21,7 +21,7 @@ from transformers import AutoModel
 from psy_agents_noaug.models.classifier import CriteriaClassifier
 from psy_agents_noaug.models.encoders import encoder_config, load_tokenizer
 from psy_agents_noaug.models.serving import log_criteria_model
-from psy_agents_noaug.utils.mlflow_utils import canonical_stage, register_run_artifact
+from psy_agents_noaug.registry.versions import canonical_stage, register_run_artifact
 
 CHECKPOINT_ARTIFACT = "checkpoints/best_checkpoint.pt"
 REGISTERED_ARTIFACT = "best_model"

@@ -1,37 +1,21 @@
-"""The `sync` job: upload a metric journal left behind while the store was unreachable."""
+"""The `sync` job: upload a journal left behind while the tracking store was unreachable.
+
+The upload itself is :func:`psy_agents_noaug.tracking.sync.sync_journal`; this job prints
+its report and turns it into the command's exit code (1 only when part of the journal was
+unreadable and no copy of it followed).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from psy_agents_noaug.utils import journal as jr
-from psy_agents_noaug.utils.tracking import TrackingStoreError, mask_uri
+from psy_agents_noaug.tracking.sync import sync_journal
+
+__all__ = ["run_sync"]
 
 
-def sync_journal(path: str | Path, tracking_uri: str | None = None) -> str:
-    """Upload every point (and the final run status) of a journal exactly once.
-
-    Safe to run twice: progress is recorded after each batch, a finished journal is
-    renamed ``*.synced``, and SQL stores ignore points that are already present.
-
-    Returns:
-        A one-line report of what was uploaded where.
-    """
-    from mlflow.tracking import MlflowClient
-
-    path = Path(path)
-    done = path.with_name(path.name + jr.SYNCED_SUFFIX)
-    if not path.exists() and done.exists():
-        return f"{path} was already synced (see {done})"
-    journal = jr.Journal.read(path)
-    uri = tracking_uri or journal.tracking_uri
-    client = MlflowClient(uri)
-    try:
-        client.get_run(journal.run_id)
-    except Exception as exc:
-        raise TrackingStoreError(
-            f"run {journal.run_id} is not reachable at {mask_uri(uri)} ({exc})"
-        ) from None
-    sent = jr.replay(journal, client)
-    jr.finish(journal)
-    return f"uploaded {sent} points to run {journal.run_id} at {mask_uri(uri)}"
+def run_sync(path: str | Path, tracking_uri: str | None = None) -> int:
+    """Upload every readable record of the journal at ``path``; print what happened."""
+    report = sync_journal(path, tracking_uri=tracking_uri)
+    print(report)
+    return report.exit_code

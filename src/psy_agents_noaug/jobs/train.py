@@ -7,7 +7,6 @@ names it, logs params and config.yaml, the model, and prints a summary.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import tempfile
@@ -20,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from psy_agents_noaug.config import config_to_dict, flatten_params
+from psy_agents_noaug.tracking import tags
 from psy_agents_noaug.training.distributed import (
     SINGLE,
     DistContext,
@@ -30,6 +30,8 @@ from psy_agents_noaug.training.distributed import (
 from psy_agents_noaug.training.train_loop import EpochCallback, Trainer
 
 log = logging.getLogger(__name__)
+
+CONFIG_ARTIFACT = "config.yaml"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -186,31 +188,31 @@ def train_from_config(
 
 
 def _log_config(cfg: DictConfig) -> None:
-    """Dotted config keys as params and the resolved config as `config.yaml`."""
+    """Dotted config keys as params and the resolved config as ``config.yaml``.
+
+    Both go through the metric sink, so a store that is down for a moment (a server
+    restart between two HPO trials) delays them instead of failing the training.
+    """
     import mlflow
-    from mlflow.entities import Param
+
+    from psy_agents_noaug.tracking import get_sink
 
     run = mlflow.active_run()
     if run is None:
         return
-    client = mlflow.MlflowClient()
-    params = [Param(k, v[:6000]) for k, v in flatten_params(cfg).items()]
-    for i in range(0, len(params), 100):
-        client.log_batch(run.info.run_id, params=params[i : i + 100])
+    sink = get_sink(run.info.run_id)
+    sink.log_params({k: v[:6000] for k, v in flatten_params(cfg).items()})
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "config.yaml"
+        path = Path(tmp) / CONFIG_ARTIFACT
         path.write_text(OmegaConf.to_yaml(OmegaConf.create(config_to_dict(cfg))))
-        try:
-            client.log_artifact(run.info.run_id, str(path))
-        except Exception as exc:  # full or read-only artifact store: stop before training
-            raise _artifact_error(run.info.run_id, "config.yaml", exc) from None
+        sink.log_artifact(path)
 
 
-def _artifact_error(run_id: str, what: str, exc: BaseException, extra: str = "") -> Exception:
+def _artifact_error(run_id: str, what: str, exc: BaseException | str, extra: str = "") -> Exception:
     """One line naming the artifact location and the OS's reason (e.g. no space left)."""
     import mlflow
 
-    from psy_agents_noaug.utils.tracking import ArtifactStoreError, mask_uri
+    from psy_agents_noaug.tracking import ArtifactStoreError, mask_uri
 
     try:
         where = mask_uri(mlflow.MlflowClient().get_run(run_id).info.artifact_uri)
@@ -240,61 +242,63 @@ def run_train(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _run_tracked(cfg: DictConfig, distributed: DistContext) -> dict[str, Any]:
-    import mlflow
+    from psy_agents_noaug.tracking import TrackedRun, prepare_store, setup_experiment
+    from psy_agents_noaug.tracking.sink import prestart
 
-    from psy_agents_noaug.utils import metric_sink
-    from psy_agents_noaug.utils.run_lifecycle import end_run
-    from psy_agents_noaug.utils.tracking import check_store, setup_experiment
-
-    check_store(cfg.mlflow.tracking_uri)
-    # The writer process starts (and connects) while data and model load.
-    metric_sink.prestart(cfg.mlflow.tracking_uri, cfg.mlflow.journal_dir)
+    uri = cfg.mlflow.tracking_uri
+    prepare_store(
+        uri, http_timeout_s=cfg.mlflow.http_timeout_s, http_max_retries=cfg.mlflow.http_max_retries
+    )
+    # The writer process starts (and imports MLflow) while data and model load.
+    prestart(uri, cfg.mlflow.journal_dir)
     prepared = prepare(cfg, distributed)
     experiment = cfg.mlflow.experiment_name or f"training_{cfg.task.name}"
-    setup_experiment(cfg.mlflow.tracking_uri, experiment)
+    experiment_id = setup_experiment(uri, experiment, description=_experiment_description(cfg))
     _repair_orphans(cfg, experiment)
-    run = mlflow.start_run(run_name=cfg.mlflow.run_name or default_run_name(cfg))
-    sink = metric_sink.get_sink(run.info.run_id, journal_dir=cfg.mlflow.journal_dir)
-    sink.own_run()
-    mlflow.set_tags(
-        {
-            "task": cfg.task.name,
-            "encoder": cfg.model.encoder_name,
-            "world_size": str(distributed.world_size),
-        }
-    )
-    status = "FAILED"
-    try:
+    run_tags = {
+        tags.TASK: cfg.task.name,
+        tags.ENCODER: cfg.model.encoder_name,
+        tags.WORLD_SIZE: str(distributed.world_size),
+    }
+    with TrackedRun.start(
+        uri,
+        experiment_id,
+        run_name=cfg.mlflow.run_name or default_run_name(cfg),
+        run_tags=run_tags,
+        journal_dir=cfg.mlflow.journal_dir,
+    ) as run:
         results = train_from_config(cfg, prepared=prepared)
+        kept = results.get("checkpoint_path")
+        extra = f"; the best checkpoint is kept at {kept}" if kept else ""
         try:
-            _log_model(results, cfg)
+            _log_model(results, cfg, run.sink)
         except Exception as exc:
-            kept = results.get("checkpoint_path")
-            extra = f"; the best checkpoint is kept at {kept}" if kept else ""
-            raise _artifact_error(
-                run.info.run_id, "the model", exc, extra + "; all metrics are in the run"
-            ) from None
+            raise _artifact_error(run.run_id, "the model", exc, extra) from None
+        refused = [text for run_id, text in run.sink.flush().refused if run_id == run.run_id]
+        if refused:  # a full or read-only artifact location: the copies wait in the journal
+            raise _artifact_error(run.run_id, "the artifacts", refused[0], extra)
         if cfg.register:
+            run.sink.flush()  # the model is in the store before the registry points at it
             results["model_version"] = _register(results, cfg)
-        status = "FAILED" if results.get("stop_reason") == "non_finite_loss" else "FINISHED"
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    except Exception as exc:
-        with contextlib.suppress(Exception):
-            mlflow.set_tag("psy_agents.end_reason", str(exc).splitlines()[0][:500])
-        raise
-    finally:
-        sink.flush()
-        end_run(status, sink)
-    results["run_id"] = run.info.run_id
+        stop = results["stop_reason"]
+        run.status, run.reason = stop.run_status, results.get("message")
+    results["run_id"] = run.run_id
     results["experiment_name"] = experiment
+    results["synced"] = bool(run.result)
+    results["journals"] = list(run.result.journals) if run.result is not None else []
     return results
+
+
+def _experiment_description(cfg: DictConfig) -> str:
+    return (
+        f"DSM-5 criteria classifiers ({cfg.task.name}): one run per `psy-agents train`, "
+        "with step, epoch, system and final metrics, the best checkpoint and the model."
+    )
 
 
 def _repair_orphans(cfg: DictConfig, experiment: str) -> None:
     """End this experiment's runs whose process died (no heartbeat) before adding one."""
-    from psy_agents_noaug.jobs.doctor import repair_orphans
+    from psy_agents_noaug.tracking.orphans import repair_orphans
 
     try:
         ended = repair_orphans(
@@ -307,16 +311,16 @@ def _repair_orphans(cfg: DictConfig, experiment: str) -> None:
         log.warning("run %s had lost its process (no heartbeat): marked FAILED", run_id)
 
 
-def _log_model(results: dict[str, Any], cfg: DictConfig) -> None:
-    """The text-in, probabilities-out model as the run's `model/` artifact."""
+def _log_model(results: dict[str, Any], cfg: DictConfig, sink: Any) -> None:
+    """The text-in, probabilities-out model as the run's `model/` artifact (via the writer)."""
     from psy_agents_noaug.models.serving import log_criteria_model
+    from psy_agents_noaug.training.checkpoints import load_checkpoint
 
     best = results.get("checkpoint_path")
     model = results["model"]
     if best:
-        state = torch.load(best, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model_state_dict"])
-    log_criteria_model(model.cpu(), results["tokenizer"], config_to_dict(cfg)["model"])
+        model.load_state_dict(load_checkpoint(best)["model_state_dict"])
+    log_criteria_model(model.cpu(), results["tokenizer"], config_to_dict(cfg)["model"], sink=sink)
 
 
 def _register(results: dict[str, Any], cfg: DictConfig) -> Any:

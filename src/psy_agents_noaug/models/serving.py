@@ -47,7 +47,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokeniz
 from psy_agents_noaug.data.criteria import CRITERIA, Criterion
 from psy_agents_noaug.data.dataset import encode_pair, make_collate_fn
 from psy_agents_noaug.models.classifier import CriteriaClassifier
-from psy_agents_noaug.utils.mlflow_utils import canonical_stage, register_run_artifact
+from psy_agents_noaug.registry.versions import canonical_stage, register_run_artifact
 
 BUNDLE_FORMAT_VERSION = 1
 DEFAULT_THRESHOLD = 0.5
@@ -376,6 +376,7 @@ def log_criteria_model(
     description: str | None = None,
     aliases: Iterable[str] | None = None,
     archive_existing: bool = True,
+    sink: Any | None = None,
 ) -> CriteriaModelInfo:
     """Log the text-in, probabilities-out pyfunc into a run's artifacts (the run's ``model/``).
 
@@ -399,7 +400,10 @@ def log_criteria_model(
         tags: Version tags (only with ``registered_model_name``).
         description: Version description (only with ``registered_model_name``).
         aliases: Extra version aliases (only with ``registered_model_name``).
-        archive_existing: See :func:`~psy_agents_noaug.utils.mlflow_utils.register_model`.
+        archive_existing: See :func:`~psy_agents_noaug.registry.register_model`.
+        sink: The run's metric sink: the writer process uploads the model (atomically for
+            readers of the run: it is complete in the store, or waits in the journal, once
+            the run ends); None uploads it now, from this process.
 
     Returns:
         :class:`CriteriaModelInfo` with ``model_uri`` ``runs:/<run_id>/<artifact_path>``.
@@ -436,9 +440,14 @@ def log_criteria_model(
             input_example=example,
             pip_requirements=_requirements(),
         )
-        MlflowClient(tracking_uri).log_artifacts(run_id, str(local), artifact_path)
+        if sink is not None:
+            sink.log_artifact(local, artifact_path, mode="move")
+        else:
+            MlflowClient(tracking_uri).log_artifacts(run_id, str(local), artifact_path)
     version = None
     if registered_model_name is not None:
+        if sink is not None:
+            sink.flush()
         version = register_run_artifact(
             run_id,
             artifact_path,

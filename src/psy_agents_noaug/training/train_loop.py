@@ -10,6 +10,7 @@ tensors and read back off this thread.
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 import math
 import signal
@@ -23,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from psy_agents_noaug.training.checkpoints import CHECKPOINT_DIR, CHECKPOINT_NAME, save_checkpoint
 from psy_agents_noaug.training.distributed import SINGLE, DistContext, all_reduce_sum, gather_cat
 from psy_agents_noaug.training.early_stopping import EarlyStopping
 from psy_agents_noaug.training.metrics import classification_metrics
@@ -30,7 +32,22 @@ from psy_agents_noaug.training.metrics import classification_metrics
 log = logging.getLogger(__name__)
 
 EpochCallback = Callable[[int, dict[str, float]], None]
-CHECKPOINT_NAME = "best_checkpoint.pt"
+
+
+class StopReason(enum.StrEnum):
+    """Why training ended; decides the run's status and the CLI's exit code, in one place."""
+
+    COMPLETED = "completed"  # every epoch ran
+    EARLY_STOPPING = "early_stopping"  # patience ran out before num_epochs
+    NON_FINITE_LOSS = "non_finite_loss"  # the loss became NaN/inf: the run failed
+
+    @property
+    def run_status(self) -> str:
+        return "FAILED" if self is StopReason.NON_FINITE_LOSS else "FINISHED"
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self is StopReason.NON_FINITE_LOSS else 0
 
 
 class TrainingTerminated(KeyboardInterrupt):
@@ -177,17 +194,12 @@ class Trainer:
     # ------------------------------------------------------------------ public API
     def train(self) -> dict[str, Any]:
         """Run training; returns ``best_val_f1_macro``, ``best_epoch``, ``total_steps``, …"""
-        with self._tracking() as owned, _sigterm_as_interrupt():
-            status = "FAILED"
-            try:
-                results = self._fit()
-                status = "FAILED" if results.get("stop_reason") == "non_finite_loss" else "FINISHED"
-                return results
-            except KeyboardInterrupt:
-                status = "KILLED"
-                raise
-            finally:
-                self._finish_tracking(owned, status)
+        with self._tracking() as run, _sigterm_as_interrupt():
+            results = self._fit()
+            if run is not None:
+                stop = results["stop_reason"]
+                run.status, run.reason = stop.run_status, results.get("message")
+            return results
 
     @torch.no_grad()
     def evaluate(self, loader: Any = None, prefix: str = "val_") -> dict[str, float]:
@@ -227,7 +239,7 @@ class Trainer:
         save_dir.mkdir(parents=True, exist_ok=True)
         checkpoint_path = save_dir / CHECKPOINT_NAME
         best_epoch, best_metrics = 0, {}
-        stop_reason = None
+        stop_reason = StopReason.COMPLETED
         epoch = 0
         for epoch in range(1, self.num_epochs + 1):
             started = time.perf_counter()
@@ -235,7 +247,7 @@ class Trainer:
                 train_metrics = self._train_epoch(epoch)
             except NonFiniteLossError as exc:
                 log.error("%s", exc)
-                stop_reason = "non_finite_loss"
+                stop_reason = StopReason.NON_FINITE_LOSS
                 self._stop_message = str(exc)
                 break
             val_metrics = self.evaluate()
@@ -252,15 +264,15 @@ class Trainer:
                 self._save_checkpoint(checkpoint_path, epoch, monitored)
             if self.epoch_end_callback is not None:
                 self.epoch_end_callback(epoch, dict(val_metrics))
-            if self.early_stopping.should_stop:
-                stop_reason = "early_stopping"
+            if self.early_stopping.should_stop and epoch < self.num_epochs:
+                stop_reason = StopReason.EARLY_STOPPING
                 break
         results: dict[str, Any] = {
             "best_val_f1_macro": best_metrics.get("val_f1_macro", math.nan),
             "best_epoch": best_epoch,
-            "total_epochs": epoch if stop_reason != "non_finite_loss" else epoch - 1,
+            "total_epochs": epoch if stop_reason != StopReason.NON_FINITE_LOSS else epoch - 1,
             "total_steps": self.global_step,
-            "early_stopped": stop_reason is not None,
+            "early_stopped": stop_reason != StopReason.COMPLETED,
             "stop_reason": stop_reason,
             "best_metrics": best_metrics,
             "checkpoint_path": str(checkpoint_path) if checkpoint_path.exists() else None,
@@ -278,10 +290,11 @@ class Trainer:
             }
         )
         self._sink.log_dict(final, step=self.global_step)
-        if stop_reason == "non_finite_loss":
+        if stop_reason == StopReason.NON_FINITE_LOSS:
             results["message"] = self._stop_message
         if self.track and self.run_id and checkpoint_path.exists():
-            self._log_artifact(checkpoint_path, "checkpoints")
+            # Uploaded by the metric writer: training never waits on a slow store for it.
+            self._sink.log_artifact(checkpoint_path, CHECKPOINT_DIR, mode="keep")
         return results
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
@@ -414,8 +427,8 @@ class Trainer:
         if not self.dist.is_main:
             return
         model = getattr(self.model, "module", self.model)  # unwrap DistributedDataParallel
-        tmp = path.with_suffix(".tmp")
-        torch.save(
+        save_checkpoint(
+            path,
             {
                 "model_state_dict": model.state_dict(),
                 "optimizer_state_dict": self.optimizer.state_dict(),
@@ -425,59 +438,53 @@ class Trainer:
                 "metric_name": self.early_stopping_metric,
                 "config": self.config,
             },
-            tmp,
         )
-        tmp.replace(path)
 
     # ------------------------------------------------------------------ tracking
     @contextlib.contextmanager
-    def _tracking(self) -> Iterator[bool]:
-        """Attach to the active run (or start one) and to the metric sink."""
+    def _tracking(self) -> Iterator[Any]:
+        """Log into the caller's active run, or start (and at the end, end) one of our own.
+
+        Yields the run this Trainer owns (a TrackedRun), or None when it logs into the
+        caller's run or does not track. Every point is flushed before this returns; an
+        owned run's status is written after its points.
+        """
         if not self.track:
-            yield False
+            yield None
             return
         import mlflow
 
-        from psy_agents_noaug.utils.metric_sink import get_sink
+        from psy_agents_noaug.tracking import TrackedRun, get_sink, status_for
 
-        owned = mlflow.active_run() is None
-        run = mlflow.start_run() if owned else mlflow.active_run()
-        assert run is not None
-        self.run_id = run.info.run_id
+        owned = None
+        if mlflow.active_run() is None:
+            owned = TrackedRun.start(mlflow.get_tracking_uri(), None, run_name=None)
+        active = mlflow.active_run()
+        assert active is not None
+        self.run_id = active.info.run_id
         self._sink = get_sink(self.run_id)
-        if owned:
-            self._sink.own_run()
         if self.log_system_metrics:
             self._system = _make_system_logger(self.device)
-        yield owned
+        try:
+            yield owned
+        except BaseException as exc:
+            self._close_system_metrics()
+            if owned is not None:
+                owned.end(*status_for(exc))
+            else:
+                self._sink.flush()
+            raise
+        self._close_system_metrics()
+        if owned is not None:
+            owned.end(owned.status or "FINISHED", owned.reason)
+        else:
+            self._sink.flush()
 
-    def _finish_tracking(self, owned: bool, status: str) -> None:
+    def _close_system_metrics(self) -> None:
         if self._system is not None:
             with contextlib.suppress(Exception):
                 self._system.close()
             self._system = None
-        if not self.track:
-            return
-        result = self._sink.flush()
-        if not result:
-            log.warning(
-                "some metrics are journaled, not yet in the store: %s",
-                getattr(result, "journals", []),
-            )
-        if owned:
-            from psy_agents_noaug.utils.run_lifecycle import end_run
-
-            end_run(status, self._sink)
-
-    def _log_artifact(self, path: Path, artifact_path: str) -> None:
-        import mlflow
-
-        try:
-            mlflow.MlflowClient().log_artifact(self.run_id, str(path), artifact_path)
-        except Exception as exc:  # the checkpoint stays on disk; say where
-            log.warning(
-                "could not upload %s to the run (%s); it is kept at %s", path.name, exc, path
-            )
 
 
 def _logits(output: Any) -> torch.Tensor:
@@ -485,7 +492,7 @@ def _logits(output: Any) -> torch.Tensor:
 
 
 def _make_system_logger(device: torch.device) -> Any:
-    from psy_agents_noaug.utils.system_metrics import SystemMetricsLogger
+    from psy_agents_noaug.monitoring import SystemMetricsLogger
 
     gpu_index = device.index or 0
     return SystemMetricsLogger(log_cpu=True, log_gpu=device.type == "cuda", gpu_device=gpu_index)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from psy_agents_noaug.utils.journal import Point
+from psy_agents_noaug.tracking.journal import Point
 
 #: Dialects whose INSERT supports ON CONFLICT, and where SQLAlchemy keeps that INSERT.
 _DIALECT_INSERTS = {

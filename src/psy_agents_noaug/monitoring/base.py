@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any
 
-logger = logging.getLogger("psy_agents_noaug.utils.system_metrics")
+logger = logging.getLogger("psy_agents_noaug.monitoring")
 
 #: Binary units, as nvidia-smi and ``torch.cuda`` report them: "gb" is GiB, "mb" is MiB.
 BYTES_PER_GB = float(1 << 30)

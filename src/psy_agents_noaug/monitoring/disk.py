@@ -7,7 +7,7 @@ import os
 import time
 from typing import Any
 
-from psy_agents_noaug.utils._monitors.base import (
+from psy_agents_noaug.monitoring.base import (
     BYTES_PER_GB,
     BYTES_PER_MB,
     Monitor,

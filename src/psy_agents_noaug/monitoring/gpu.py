@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from psy_agents_noaug.utils._monitors.base import (
+from psy_agents_noaug.monitoring.base import (
     BYTES_PER_GB,
     Monitor,
     Probe,

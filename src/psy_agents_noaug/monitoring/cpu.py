@@ -13,7 +13,7 @@ import time
 from collections import deque
 from typing import Any
 
-from psy_agents_noaug.utils._monitors.base import (
+from psy_agents_noaug.monitoring.base import (
     BYTES_PER_GB,
     Monitor,
     Probe,

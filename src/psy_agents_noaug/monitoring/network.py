@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from psy_agents_noaug.utils._monitors.base import Monitor, Probe, load_psutil, read_probes
-from psy_agents_noaug.utils._monitors.disk import CounterRates
+from psy_agents_noaug.monitoring.base import Monitor, Probe, load_psutil, read_probes
+from psy_agents_noaug.monitoring.disk import CounterRates
 
 
 class NetworkMonitor(Monitor):
