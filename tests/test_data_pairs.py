@@ -123,9 +123,11 @@ def test_posts_without_annotations_give_all_negative_pairs() -> None:
 
 def test_sample_pairs_shape_and_balance(sample_pairs: pd.DataFrame) -> None:
     assert len(sample_pairs) == 9 * sample_pairs["post_id"].nunique()
-    assert 0.25 <= sample_pairs["label"].mean() <= 0.40
+    # ReDSM5's imbalance (about one positive criterion per post), with every criterion on
+    # at least 40 of the 480 posts so a small model can learn the rare ones.
+    assert 0.08 <= sample_pairs["label"].mean() <= 0.2
     per_criterion = sample_pairs.groupby("criterion_id")["label"].mean()
-    assert ((per_criterion > 0.1) & (per_criterion < 0.5)).all()
+    assert ((per_criterion >= 40 / 480) & (per_criterion < 0.3)).all()
 
 
 def test_splits_are_grouped_by_post(sample_pairs: pd.DataFrame) -> None:

@@ -18,6 +18,7 @@ from psy_agents_noaug.data import (
     normalize_symptom,
     sample_paths,
 )
+from psy_agents_noaug.data.corpus import PROFILES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 POSTS_HEADER = ["post_id", "text"]
@@ -53,7 +54,7 @@ def test_bundled_sample_loads_with_positives_and_negatives_for_every_criterion()
     data = load_redsm5(*sample_paths())
     assert data.dropped == []
     assert data.label_fixes == {}
-    assert 150 <= len(data.posts) <= 400
+    assert len(data.posts) == PROFILES["sample"].n_posts
     assert data.posts["post_id"].is_unique
     counts = data.annotations.groupby(["DSM5_symptom", "status"]).size()
     for criterion in CRITERIA:
