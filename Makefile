@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install run test lint format typecheck bench ui clean sample-data
+.PHONY: install run test floors lint format typecheck bench ui clean sample-data
 
 $(BIN)/psy-agents: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ run: install  ## Train the criteria classifier on the bundled sample (MiniLM, CP
 
 test: install  ## Run the whole test suite
 	$(BIN)/pytest -q
+
+floors:  ## Build .venv-floors at the lowest versions pyproject.toml allows; run the core tests
+	scripts/floors_venv.sh .venv-floors --test
 
 lint: install  ## ruff lint + format check + mypy on the public API
 	$(BIN)/ruff check src tests scripts bench
@@ -43,6 +46,8 @@ bench: install  ## Benchmarks: print tables, write bench/results/*.json
 	$(BIN)/python bench/sliced_bench.py
 	$(BIN)/python bench/hpo_bench.py
 	$(BIN)/python bench/load_test.py
+	$(BIN)/python bench/disk_bench.py
+	$(BIN)/python bench/heldout.py
 
 ui: install  ## MLflow UI on the default store
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1

@@ -140,8 +140,8 @@ step "venv ready: $VENV"
 
 if [[ $RUN_TESTS -eq 1 ]]; then
     failed=0
-    for f in test_metric_sink test_trainer test_cli_train test_hpo_runner test_registry \
-             test_serving; do
+    for f in test_metric_sink test_run_ends test_trainer test_cli_train test_hpo_runner \
+             test_registry test_serving; do
         t0=$SECONDS
         if (cd "$ROOT" && PYTHONPATH="$ROOT/src" "$VENV/bin/python" -m pytest -q \
                 -p no:cacheprovider "tests/$f.py" >"$VENV/$f.log" 2>&1); then

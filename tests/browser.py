@@ -17,6 +17,7 @@ models), ``#/experiments/<id>/runs/<run_id>`` (overview) plus ``/model-metrics``
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -158,7 +159,7 @@ def wait_until(
     Raises:
         AssertionError: nothing truthy within ``timeout`` seconds; the message says
             ``what`` was awaited, shows the URL and the first 1500 characters rendered,
-            and the page is saved as ``test-output/screenshots/wait-failed.png``.
+            and the page is saved as ``test-output/screenshots/failed-<test name>.png``.
     """
     from selenium.common.exceptions import (
         ElementClickInterceptedException,
@@ -183,7 +184,8 @@ def wait_until(
             return found
         if time.monotonic() >= deadline:
             shown = rendered_text(driver)
-            where = screenshot(driver, "wait-failed")
+            test = os.environ.get("PYTEST_CURRENT_TEST", "wait").split("::")[-1].split(" ")[0]
+            where = screenshot(driver, f"failed-{test}")
             raise AssertionError(
                 f"{what} not rendered within {timeout}s at {driver.current_url} "
                 f"(screenshot: {where}); the page showed:\n{shown[:RENDERED_CHARS_SHOWN]}"
@@ -226,15 +228,13 @@ def click(driver: WebDriver, xpath: str, timeout: float = 30) -> None:
     wait_until(driver, clicked, f"a clickable {xpath}", timeout)
 
 
-def scroll_to(driver: WebDriver, xpath: str, block: str = "start", timeout: float = 30) -> None:
-    """Scroll the element matching ``xpath`` into view (``block``: start, center, end)."""
+def type_into(driver: WebDriver, xpath: str, text: str, timeout: float = 30) -> None:
+    """Replace the value of the input matching ``xpath`` with ``text``, as a user types it."""
+    from selenium.webdriver.common.keys import Keys
 
-    def scrolled() -> bool:
-        element = driver.find_element("xpath", xpath)
-        driver.execute_script("arguments[0].scrollIntoView({block: arguments[1]})", element, block)
-        return True
-
-    wait_until(driver, scrolled, f"an element {xpath} to scroll to", timeout)
+    field = wait_for_element(driver, xpath, timeout)
+    field.send_keys(Keys.CONTROL, "a")  # select what is there (a React input ignores clear())
+    field.send_keys(Keys.BACK_SPACE, text)
 
 
 def close_dialogs(driver: WebDriver, timeout: float = 10) -> None:

@@ -29,7 +29,13 @@ def test_defaults_compose_and_validate() -> None:
         ("training.optimizer.lr=0", "bad value training.optimizer.lr=0"),
         ("training.optimizer.name=lion", "adamw, adam or sgd"),
         ("training.early_stopping.mode=up", "max or min"),
-        ("model.pooling=max", "mean or cls"),
+        ("model.aggregation=mean", "max, noisy_or or lse"),
+        ("model.framing=pairs", "multilabel or pair"),
+        ("data.profile=real", "sample or redsm5"),
+        ("training.pos_weight=-1", "auto, none or a number > 0"),
+        ("model.head_init=zeros", "descriptions or random"),
+        ("model.frozen_layers=-1", "an integer in [0, 48]"),
+        ("resume_from=''", "a run id or a checkpoint path, or null"),
         ("model.dropout=1.5", "bad value model.dropout=1.5"),
         ("device=tpu", "auto, cpu, cuda or cuda:N"),
         ("data.posts_path=posts.csv", "go together"),
@@ -48,5 +54,5 @@ def test_bad_config_is_one_clear_line(override: str, expected: str) -> None:
 def test_params_are_dotted_config_keys() -> None:
     params = flatten_params(load_config(["model=tiny"]))
     assert params["model.encoder_name"] == "tiny"
-    assert params["training.batch_size"] == "16"
+    assert params["training.batch_size"] == "8"
     assert "training.optimizer.lr" in params

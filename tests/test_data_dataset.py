@@ -1,4 +1,4 @@
-"""Pair tokenisation, the dataset, dynamic-padding collate, and seeded loaders."""
+"""Whole posts as windows: sentences, packing, the window cap, batches of posts."""
 
 from __future__ import annotations
 
@@ -7,20 +7,18 @@ import pytest
 import torch
 
 from psy_agents_noaug.data import (
-    CRITERIA,
-    CriteriaPairDataset,
-    build_criteria_pairs,
+    EncodingSpec,
+    PostWindowsDataset,
+    WindowCollator,
     build_dataloaders,
-    encode_pair,
+    build_post_examples,
     load_redsm5,
-    make_collate_fn,
     sample_paths,
-    split_by_post,
+    sentence_spans,
+    window_post,
 )
-from psy_agents_noaug.models.classifier import CriteriaClassifier
-from psy_agents_noaug.models.encoders import load_encoder, load_tokenizer
-
-MAX_LENGTH = 128
+from psy_agents_noaug.data.windows import InputTemplate
+from psy_agents_noaug.models.encoders import load_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -29,143 +27,120 @@ def tokenizer():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def sample_pairs() -> pd.DataFrame:
-    return build_criteria_pairs(load_redsm5(*sample_paths()))
+def sample_posts() -> pd.DataFrame:
+    return build_post_examples(load_redsm5(*sample_paths())).frame
 
 
-def small_pairs() -> pd.DataFrame:
-    texts = ["short post.", "a much longer post " * 8, "medium length post here.", "tiny"]
-    return pd.DataFrame(
+@pytest.mark.parametrize(
+    ("text", "sentences"),
+    [
+        (
+            "I can't sleep. Any advice?\n\nthanks lol",
+            ["I can't sleep.", "Any advice?", "thanks lol"],
+        ),
+        ("  Padded.   Twice!\tThird?", ["Padded.", "Twice!", "Third?"]),
+        ("no boundary at all " * 3, ["no boundary at all no boundary at all no boundary at all"]),
+        ("\n \n", []),
+        ("😀😀 🙃", ["😀😀 🙃"]),
+    ],
+)
+def test_sentence_spans_point_into_the_text(text: str, sentences: list[str]) -> None:
+    assert [text[a:b] for a, b in sentence_spans(text)] == sentences
+
+
+def test_every_token_of_a_long_post_is_in_some_window(tokenizer) -> None:  # type: ignore[no-untyped-def]
+    text = " ".join(f"Sentence number {i} says nothing much." for i in range(300))
+    post = window_post(tokenizer, text, budget=30, max_windows=1000, overlap=1)
+    assert post.n_seen == post.n_tokens > 2000 and not post.cut
+    assert all(len(w) <= 30 for w in post.windows)
+    # Whole sentences: a window starts and ends on a sentence boundary.
+    for owners in post.token_sentence:
+        assert owners[0] != owners[-1] or len(set(owners)) == 1
+    # The overlap repeats the previous window's last sentence.
+    assert post.token_sentence[1][0] == post.token_sentence[0][-1]
+
+
+def test_a_sentence_longer_than_a_window_is_split_across_windows(tokenizer) -> None:  # type: ignore[no-untyped-def]
+    text = "word " * 100 + "end."
+    post = window_post(tokenizer, text, budget=16, max_windows=100, overlap=0)
+    assert len(post.sentences) == 1 and post.n_seen == post.n_tokens
+    assert len(post.windows) == -(-post.n_tokens // 16)
+
+
+def test_the_window_cap_cuts_a_pathological_post_and_says_so(tokenizer) -> None:  # type: ignore[no-untyped-def]
+    post = window_post(tokenizer, "word " * 100_000, budget=126, max_windows=8, overlap=1)
+    assert len(post.windows) == 8 and post.cut
+    assert post.n_seen == 8 * 126 < post.n_tokens == 100_000
+
+
+def test_a_post_without_tokens_still_gets_a_window(tokenizer) -> None:  # type: ignore[no-untyped-def]
+    post = window_post(tokenizer, "\u200b", budget=16, max_windows=4)
+    assert post.windows == ((),) and post.n_tokens == 0
+
+
+def test_window_post_validates(tokenizer) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match="budget and max_windows must be >= 1"):
+        window_post(tokenizer, "x", budget=0, max_windows=1)
+
+
+def test_input_template_matches_the_tokenizer(tokenizer) -> None:  # type: ignore[no-untyped-def]
+    pair = InputTemplate.of(tokenizer, pair=True)
+    ids, types, offset = pair.build([5, 6, 7], [8, 9])
+    expected = tokenizer("a b c", "d e", return_token_type_ids=True)
+    assert len(ids) == len(expected["input_ids"]) and types == expected["token_type_ids"]
+    assert ids[0] == tokenizer.cls_token_id and ids[offset : offset + 3] == [5, 6, 7]
+    single = InputTemplate.of(tokenizer, pair=False)
+    assert single.build([5, 6])[0] == [tokenizer.cls_token_id, 5, 6, tokenizer.sep_token_id]
+
+
+@pytest.mark.parametrize("framing", ["multilabel", "pair"])
+def test_a_batch_holds_whole_posts_with_sentence_labels(tokenizer, framing: str) -> None:  # type: ignore[no-untyped-def]
+    frame = pd.DataFrame(
         {
-            "post_id": ["p1", "p2", "p3", "p4"],
-            "criterion_id": ["A.4"] * 4,
-            "text": texts,
-            "criterion_text": [CRITERIA[3].description] * 4,
-            "label": [1, 0, 0, 1],
+            "post_id": ["a", "b"],
+            "text": ["I cannot sleep. I am sad.", "A walk in the park."],
+            "labels": [[1, 0, 0, 1, 0, 0, 0, 0, 0], [0] * 9],
+            "evidence": [[(0, 15, 3), (16, 25, 0)], []],
         }
     )
+    dataset = PostWindowsDataset(frame, tokenizer, EncodingSpec(max_length=96, framing=framing))
+    batch = WindowCollator(dataset, tokenizer.pad_token_id)([dataset[0], dataset[1]])
+    rows = 2 * (9 if framing == "pair" else 1)
+    assert batch["input_ids"].shape[0] == rows
+    assert batch["sentence_post"].tolist() == [0, 0, 1]
+    assert batch["n_posts"] == 2 and batch["max_sentences"] == 2
+    assert batch["labels"]["posts"][0].tolist() == [1, 0, 0, 1, 0, 0, 0, 0, 0]
+    assert batch["labels"]["sentences"][:, [0, 3]].tolist() == [[0, 1], [1, 0], [0, 0]]
+    assert set(batch["token_sentence"].unique().tolist()) == {-1, 0, 1, 2}
+    assert ("row_criterion" in batch) == (framing == "pair")
 
 
-def test_encode_pair_puts_post_first_and_criterion_second(tokenizer) -> None:  # type: ignore[no-untyped-def]
-    encoded = encode_pair(tokenizer, "i cannot sleep", "sleep problems", MAX_LENGTH)
-    assert set(encoded) == {"input_ids", "attention_mask", "token_type_ids"}
-    tokens = tokenizer.convert_ids_to_tokens(encoded["input_ids"])
-    assert tokens == ["[CLS]", "i", "cannot", "sleep", "[SEP]", "sleep", "problems", "[SEP]"]
-    assert encoded["token_type_ids"] == [0, 0, 0, 0, 0, 1, 1, 1]
-    assert encoded["attention_mask"] == [1] * 8
+def test_max_length_too_small_for_the_criterion_is_a_clear_error(tokenizer) -> None:  # type: ignore[no-untyped-def]
+    frame = pd.DataFrame({"post_id": ["a"], "text": ["x"]})
+    with pytest.raises(ValueError, match=r"model\.max_length=24 leaves"):
+        PostWindowsDataset(frame, tokenizer, EncodingSpec(max_length=24, framing="pair"))
 
 
-def test_encode_pair_truncates_only_the_post(tokenizer) -> None:  # type: ignore[no-untyped-def]
-    criterion = CRITERIA[0].description
-    encoded = encode_pair(tokenizer, "word " * 500, criterion, 64)
-    assert len(encoded["input_ids"]) == 64
-    criterion_ids = tokenizer(criterion, add_special_tokens=False)["input_ids"]
-    assert encoded["input_ids"][-len(criterion_ids) - 1 : -1] == criterion_ids
-
-
-@pytest.mark.parametrize("bad", [0, -5, 2.5, None, True])
-def test_encode_pair_rejects_bad_max_length(tokenizer, bad) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(ValueError, match="max_length must be a positive int"):
-        encode_pair(tokenizer, "post", "criterion", bad)
-
-
-def test_encode_pair_rejects_max_length_below_the_criterion(tokenizer) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(ValueError, match="max_length=8 is too small"):
-        encode_pair(tokenizer, "post", CRITERIA[0].description, 8)
-
-
-def test_dataset_items_match_encode_pair(tokenizer) -> None:  # type: ignore[no-untyped-def]
-    pairs = small_pairs()
-    dataset = CriteriaPairDataset(pairs, tokenizer, MAX_LENGTH)
-    assert len(dataset) == 4
-    for i in range(4):
-        item = dataset[i]
-        expected = encode_pair(tokenizer, pairs.text[i], pairs.criterion_text[i], MAX_LENGTH)
-        assert item == {**expected, "labels": int(pairs.label[i])}
-        assert isinstance(item["labels"], int)
-
-
-def test_dataset_rejects_missing_columns_and_bad_labels(tokenizer) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(ValueError, match=r"lacks column\(s\) \['criterion_text'\]"):
-        CriteriaPairDataset(small_pairs().drop(columns="criterion_text"), tokenizer, MAX_LENGTH)
-    bad = small_pairs().assign(label=[0, 1, 2, 1])
-    with pytest.raises(ValueError, match="labels must be 0 or 1, got 2"):
-        CriteriaPairDataset(bad, tokenizer, MAX_LENGTH)
-
-
-def test_collate_pads_to_the_longest_item_not_max_length(tokenizer) -> None:  # type: ignore[no-untyped-def]
-    dataset = CriteriaPairDataset(small_pairs(), tokenizer, MAX_LENGTH)
-    collate = make_collate_fn(tokenizer)
-    items = [dataset[0], dataset[2], dataset[3]]  # the long post is left out
-    lengths = [len(item["input_ids"]) for item in items]
-    batch = collate(items)
-    assert set(batch) == {"input_ids", "attention_mask", "token_type_ids", "labels"}
-    assert batch["input_ids"].shape == (3, max(lengths))
-    assert max(lengths) < MAX_LENGTH
-    assert batch["attention_mask"].sum(dim=1).tolist() == lengths
-    shortest = lengths.index(min(lengths))
-    assert batch["input_ids"][shortest, min(lengths) :].eq(tokenizer.pad_token_id).all()
-    assert batch["labels"].tolist() == [1, 0, 1]
-    assert all(t.dtype == torch.long for t in batch.values())
-    assert collate([dataset[1], dataset[3]])["input_ids"].shape[1] == len(dataset[1]["input_ids"])
-
-
-def test_collate_can_round_up_to_a_multiple(tokenizer) -> None:  # type: ignore[no-untyped-def]
-    dataset = CriteriaPairDataset(small_pairs(), tokenizer, MAX_LENGTH)
-    batch = make_collate_fn(tokenizer, pad_to_multiple_of=8)([dataset[0], dataset[3]])
-    assert batch["input_ids"].shape[1] % 8 == 0
-    with pytest.raises(ValueError, match="pad_to_multiple_of"):
-        make_collate_fn(tokenizer, pad_to_multiple_of=0)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="the sample now has ReDSM5-like long posts (up to ~700 words); reading them whole "
-    "needs windowed scoring, which lands with the generator's integration",
-)
-def test_bundled_sample_fits_max_length_128_untruncated(tokenizer, sample_pairs) -> None:  # type: ignore[no-untyped-def]
-    # Truncation would cut evidence sentences off the end of a post and make labels wrong.
-    full = tokenizer(list(sample_pairs["text"]), list(sample_pairs["criterion_text"]))
-    assert max(len(ids) for ids in full["input_ids"]) <= MAX_LENGTH
-
-
-def test_dataloaders_are_seeded_and_dynamically_padded(tokenizer, sample_pairs) -> None:  # type: ignore[no-untyped-def]
-    splits = split_by_post(sample_pairs, seed=42)
-
-    def first_train_batches(seed: int) -> list[list[int]]:
-        train, _, _ = build_dataloaders(splits, tokenizer, MAX_LENGTH, 16, 64, seed=seed)
-        batches = iter(train)
-        return [next(batches)["input_ids"][:, 1:6].tolist() for _ in range(2)]
-
-    assert first_train_batches(3) == first_train_batches(3)
-    assert first_train_batches(3) != first_train_batches(4)
-
-    train, val, test = build_dataloaders(splits, tokenizer, MAX_LENGTH, 16, 64, seed=0)
-    assert len(train.dataset) == len(splits.train)
-    assert (len(val.dataset), len(test.dataset)) == (len(splits.val), len(splits.test))
-    val_labels = torch.cat([batch["labels"] for batch in val]).tolist()
-    assert val_labels == splits.val["label"].tolist()  # evaluation keeps split order
-    widths = {batch["input_ids"].shape[1] for batch in val}
-    assert max(widths) <= MAX_LENGTH
-    assert len(widths) > 1  # padded per batch, not to one fixed length
-    batch = next(iter(train))
-    assert batch["input_ids"].shape[0] == 16
-    logits = CriteriaClassifier(load_encoder("tiny", seed=0), num_labels=2)(
-        **{k: v for k, v in batch.items() if k != "labels"}
-    )
-    assert logits.shape == (16, 2)
+def test_dataloaders_are_seeded_and_report_windowing(tokenizer, sample_posts) -> None:  # type: ignore[no-untyped-def]
+    spec = EncodingSpec(max_length=64)
+    first = build_dataloaders([sample_posts, sample_posts.head(10)], tokenizer, spec,
+                              batch_size=8, eval_batch_size=4, seed=3)  # fmt: skip
+    again = build_dataloaders([sample_posts], tokenizer, spec, batch_size=8, eval_batch_size=4,
+                              seed=3)  # fmt: skip
+    assert torch.equal(next(iter(first[0]))["input_ids"], next(iter(again[0]))["input_ids"])
+    assert len(first[1]) == 3  # 10 posts, 4 a batch, in order
+    stats = first[0].dataset.stats()
+    assert stats.posts == len(sample_posts) and stats.pairs == 9 * len(sample_posts)
+    assert stats.tokens_seen_fraction == 1.0 and stats.posts_cut == 0
+    assert stats.windows_per_post > 1 and stats.tokens_max > 64
+    assert set(stats.as_params("train")) >= {"data/train/posts", "data/train/tokens_p95"}
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [
-        ({"batch_size": 0}, "batch_size must be a positive int"),
-        ({"eval_batch_size": -1}, "eval_batch_size must be a positive int"),
-        ({"num_workers": -1}, "num_workers must be >= 0"),
-    ],
+    [({"batch_size": 0}, "batch_size"), ({"num_workers": -1}, "num_workers")],
 )
-def test_build_dataloaders_validates(tokenizer, sample_pairs, kwargs, message) -> None:  # type: ignore[no-untyped-def]
-    splits = split_by_post(sample_pairs.head(90), val_fraction=0.2, test_fraction=0.2)
-    args = {"batch_size": 4, "eval_batch_size": 4, "seed": 0, **kwargs}
+def test_build_dataloaders_validates(tokenizer, sample_posts, kwargs, message) -> None:  # type: ignore[no-untyped-def]
+    args = {"batch_size": 8, "eval_batch_size": 8, "seed": 0, **kwargs}
     with pytest.raises(ValueError, match=message):
-        build_dataloaders(splits, tokenizer, MAX_LENGTH, **args)
+        build_dataloaders([sample_posts], tokenizer, EncodingSpec(), **args)

@@ -1,4 +1,9 @@
-"""torchrun DDP on CPU (gloo, 2 processes): one MLflow run, global validation metrics."""
+"""torchrun DDP on CPU (gloo, 2 processes): one MLflow run, global validation metrics.
+
+Validation metrics come from every rank's predictions, so under torchrun they equal the
+single-process ones: for the nine criteria too, whose thresholds are tuned on the gathered
+predictions of the whole split.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,19 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
+import pytest
 import torch
 from mlflow import MlflowClient
 
 from psy_agents_noaug.training.distributed import DistContext, ShardSampler
+from psy_agents_noaug.training.tasks import CriteriaTask
 from psy_agents_noaug.training.train_loop import Trainer
-from tests.toy import ToyDataset, ToyModel
+from tests.toy import ToyCriteriaDataset, ToyCriteriaModel, ToyDataset, ToyModel
+
+CRITERIA = tuple(f"A.{i}" for i in range(1, 10))
 
 
 def test_shards_cover_every_item_exactly_once() -> None:
@@ -61,9 +71,20 @@ def test_torchrun_two_processes_make_one_run(small_data, tmp_path: Path) -> None
     history = client.get_metric_history(run.info.run_id, "train/loss_step")
     assert sorted(m.step for m in history) == list(range(1, steps + 1))  # no rank doubled it
     assert len(client.get_metric_history(run.info.run_id, "epoch/val_f1_macro")) == 2
+    for name in CRITERIA:  # rank 0 logs every criterion once per epoch
+        assert len(client.get_metric_history(run.info.run_id, f"epoch/val_f1_{name}")) == 2
+        assert f"final/best_val_auprc_{name}" in run.data.metrics
+    # The windowing statistics are the whole split's (40 posts: 28 train, 6 val), not a shard's.
+    assert (run.data.params["data/train/posts"], run.data.params["data/val/posts"]) == ("28", "6")
     assert [f.path for f in client.list_artifacts(run.info.run_id, "checkpoints")] == [
         "checkpoints/best_checkpoint.pt"
     ]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = client.download_artifacts(run.info.run_id, "checkpoints/best_checkpoint.pt", tmp)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    assert list(state["thresholds"]) == list(CRITERIA)
+    assert "optimizer_state_dict" not in state
+    assert not any(k.startswith("module.") for k in state["model_state_dict"])  # unwrapped
 
 
 def test_worker_exit_runs_exit_handlers_and_keeps_the_code(tmp_path: Path) -> None:
@@ -99,19 +120,38 @@ def test_evaluate_gathers_predictions_from_every_rank(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr[-2000:]
 
-    ddp = json.loads(out.stdout.strip().splitlines()[-1])
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    ddp = report["classification"]
     torch.manual_seed(0)
-    model = ToyModel()
-    loader = torch.utils.data.DataLoader(ToyDataset(45, seed=3), batch_size=8)
-    single = Trainer(
+    single = _evaluate(ToyModel(), ToyDataset(45, seed=3), torch.nn.CrossEntropyLoss())
+    for key in ("val_f1_macro", "val_accuracy", "val_auroc"):
+        assert abs(ddp[key] - single[key]) < 1e-9, key
+    assert abs(ddp["val_loss"] - single["val_loss"]) < 1e-5
+
+    # Nine criteria: the thresholds and every metric as one process would have them.
+    torch.manual_seed(0)
+    task = CriteriaTask(CRITERIA)
+    single = _evaluate(
+        ToyCriteriaModel(), ToyCriteriaDataset(45, seed=3), torch.nn.BCEWithLogitsLoss(), task
+    )
+    ddp = report["criteria"]
+    assert report["thresholds"] == task.thresholds
+    assert set(ddp) == set(single)
+    assert {f"val_f1_{c}" for c in CRITERIA} | {f"val_auprc_{c}" for c in CRITERIA} <= set(ddp)
+    for key in sorted(single):
+        tolerance = 1e-5 if key == "val_loss" else 1e-9
+        assert ddp[key] == pytest.approx(single[key], abs=tolerance, nan_ok=True), key
+
+
+def _evaluate(model, dataset, criterion, task=None) -> dict[str, float]:
+    loader = torch.utils.data.DataLoader(dataset, batch_size=8)
+    return Trainer(
         model,
         loader,
         loader,
         torch.optim.SGD(model.parameters(), lr=0.1),
-        torch.nn.CrossEntropyLoss(),
+        criterion,
         "cpu",
         track=False,
+        task=task,
     ).evaluate()
-    for key in ("val_f1_macro", "val_accuracy", "val_auroc"):
-        assert abs(ddp[key] - single[key]) < 1e-9, key
-    assert abs(ddp["val_loss"] - single["val_loss"]) < 1e-5

@@ -38,6 +38,10 @@ EXPERIMENT = "training_criteria"
 HPO_EXPERIMENT = "hpo_criteria"
 TRAIN_KEYS = ("train/loss_step", "train/accuracy_step", "train/learning_rate")
 SYSTEM_INTERVAL = 5
+#: Posts per step (a batch is whole posts): the small data's 28 training posts make 14
+#: steps an epoch, so a drill's training (or HPO trial) outlasts a server restart and logs
+#: system metrics.
+BATCH_SIZE = 2
 needs_postgres = pytest.mark.skipif(
     postgres_available() is not None, reason=str(postgres_available())
 )
@@ -46,7 +50,8 @@ needs_postgres = pytest.mark.skipif(
 # ------------------------------------------------------------------------------ helpers
 def _train_args(small_data: tuple[Path, Path], uri: str, *extra: str) -> list[str]:
     posts, ann = small_data
-    return ["train", "model=tiny", "model.max_length=64", "training.logging_steps=1",
+    return ["train", "model=tiny", "model.max_length=64", f"training.batch_size={BATCH_SIZE}",
+            "training.logging_steps=1",
             f"training.system_metrics_interval={SYSTEM_INTERVAL}",
             "training.early_stopping.patience=0", f"data.posts_path={posts}",
             f"data.annotations_path={ann}", f"mlflow.tracking_uri={uri}", "progress=false",
@@ -56,6 +61,7 @@ def _train_args(small_data: tuple[Path, Path], uri: str, *extra: str) -> list[st
 def _hpo_args(small_data: tuple[Path, Path], uri: str, storage: str, *extra: str) -> list[str]:
     posts, ann = small_data
     return ["hpo", "stage=stage0", "model=tiny", "model.max_length=64",
+            f"stage.search_space.batch_size.choices=[{BATCH_SIZE}]",
             "training.logging_steps=1", f"training.system_metrics_interval={SYSTEM_INTERVAL}",
             f"data.posts_path={posts}", f"data.annotations_path={ann}",
             f"mlflow.tracking_uri={uri}", f"stage.storage={storage}", "stage.sampler=random",
@@ -153,10 +159,35 @@ def assert_complete_history(client: MlflowClient, run: Any) -> None:
     assert total > 0 and epochs > 0
     for key in TRAIN_KEYS:
         assert _steps(client, run_id, key) == list(range(1, total + 1)), key
-    for key in ("epoch/train_loss", "epoch/val_f1_macro", "epoch/duration_seconds"):
+    for key in ("epoch/train_loss", "epoch/val_f1_macro", "epoch/val_f1_A.9",
+                "epoch/val_auprc_macro", "epoch/duration_seconds"):  # fmt: skip
         assert _steps(client, run_id, key) == list(range(1, epochs + 1)), key
     expected = list(range(SYSTEM_INTERVAL, total + 1, SYSTEM_INTERVAL))
     assert _steps(client, run_id, "system/cpu_percent") == expected
+
+
+def _models(client: MlflowClient, run: Any) -> dict[str, Any]:
+    """The models a run shows: its MLflow logged models by id, and ``runs:/…/model`` when
+    the store could not take one at the end (the journal's copy, uploaded by sync)."""
+    found: dict[str, Any] = {
+        m.model_id: m
+        for m in client.search_logged_models(
+            [run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
+        )
+    }
+    if "model" in {f.path for f in client.list_artifacts(run.info.run_id)}:
+        found["model/"] = f"{run.info.artifact_uri}/model"
+    return found
+
+
+def assert_whole_model(client: MlflowClient, run: Any) -> None:
+    """The run has a model, and it is complete (a logged model READY, or the run's model/)."""
+    from mlflow.entities import LoggedModelStatus
+
+    models = _models(client, run)
+    assert models, f"run {run.info.run_id} has no model"
+    for model in models.values():
+        assert isinstance(model, str) or model.status == LoggedModelStatus.READY, model
 
 
 def _contiguous_from_1(steps: list[int]) -> bool:
@@ -222,8 +253,10 @@ def test_server_killed_and_restarted_during_training_loses_nothing(
               if killed_at < t < back_at]  # fmt: skip
     assert during, "no step was logged while the server was down: the drill proved nothing"
     assert not _leftover_journals(tmp_path)
-    top = {f.path for f in MlflowClient(srv.url).list_artifacts(run.info.run_id)}
-    assert {"config.yaml", "checkpoints", "model"} <= top
+    via_server = MlflowClient(srv.url)  # artifacts are served by the server
+    top = {f.path for f in via_server.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "checkpoints"} <= top
+    assert_whole_model(via_server, run)
 
 
 def _study(storage: str, name: str = "criteria_stage0") -> Any:
@@ -470,10 +503,10 @@ def test_doctor_unreachable_store_is_one_line(capsys) -> None:
 # ------------------------------------------------------------------------------ disk
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MiB tmpfs of our own (root only), unmounted afterwards."""
+    """A 64 MiB tmpfs of our own (root only; room for a tiny run until the drill breaks it)."""
     mount = tmp_path / "fs"
     mount.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)],
                             capture_output=True, text=True)  # fmt: skip
     if result.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
@@ -571,7 +604,8 @@ def test_server_dead_for_good_train_exits_in_seconds_and_sync_completes_the_run(
         after = exited_at - last_step
         assert after < 30, f"exited {after:.1f} s after its last step"
         top = {f.path for f in client.list_artifacts(run.info.run_id)}
-        assert {"config.yaml", "checkpoints", "model"} <= top
+        assert {"config.yaml", "checkpoints"} <= top
+        assert_whole_model(client, run)
     finally:
         srv.stop()
 
@@ -590,6 +624,7 @@ def test_sigint_at_ten_moments_across_the_end_of_train_never_leaves_half_a_model
     """Ten trainings, five at a time; each gets Ctrl-C at its own moment after its last
     epoch: checkpoint upload, model, the run's end, the summary, the exit."""
     import mlflow
+    from mlflow.entities import LoggedModelStatus
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(uri)
@@ -635,9 +670,15 @@ def test_sigint_at_ten_moments_across_the_end_of_train_never_leaves_half_a_model
             assert finished.info.status == ("KILLED" if code == 130 else "FINISHED"), out[-2000:]
             assert_complete_history(client, finished)
             top = {f.path for f in client.list_artifacts(finished.info.run_id)}
-            if "model" in top:  # a model the run shows is a whole one
-                mlflow.pyfunc.load_model(f"{finished.info.artifact_uri}/model")
+            whole = []
+            for model in _models(client, finished).values():  # a model shown READY is whole
+                if isinstance(model, str):
+                    whole.append(mlflow.pyfunc.load_model(model))
+                elif model.status == LoggedModelStatus.READY:
+                    whole.append(mlflow.pyfunc.load_model(model.artifact_location))
+                else:  # an interrupted upload is marked so, never left looking whole
+                    assert model.status == LoggedModelStatus.FAILED, model
             assert not [p for p in top if "staged" in p]
-            outcomes.append((moment, code, "model" in top))
+            outcomes.append((moment, code, bool(whole)))
     codes = {code for _, code, _ in outcomes}
     assert 130 in codes and codes - {130}, outcomes  # the moments did span the end

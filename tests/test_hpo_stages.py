@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,10 @@ from omegaconf import DictConfig
 from psy_agents_noaug.config import load_config
 from psy_agents_noaug.hpo.search_space import parse_search_space
 from psy_agents_noaug.jobs.hpo import _config_keys, _validate_stage, run_hpo, study_name_for
+from psy_agents_noaug.training.train_loop import StopReason
 
 STAGES = ("stage0", "stage1", "stage2", "stage3")
+CRITERIA = tuple(f"A.{i}" for i in range(1, 10))
 
 
 @pytest.fixture()
@@ -28,12 +31,29 @@ def _cfg(store: str, *overrides: str) -> DictConfig:
     return load_config([f"mlflow.tracking_uri={store}", "progress=false", *overrides])
 
 
+def _criteria_metrics(score: float) -> dict[str, float]:
+    """Validation metrics shaped like the criteria Trainer's: per criterion (nine different
+    F1s whose mean is ``score``), then overall."""
+    metrics = {}
+    for i, name in enumerate(CRITERIA):
+        metrics[f"val_f1_{name}"] = score + 0.01 * (i - 4)
+        metrics[f"val_auprc_{name}"] = min(1.0, score + 0.01 * i)
+    metrics.update(
+        val_f1_macro=score,
+        val_f1_micro=score,
+        val_auprc_macro=sum(metrics[f"val_auprc_{c}"] for c in CRITERIA) / len(CRITERIA),
+        val_loss=1 - score,
+    )
+    return metrics
+
+
 class FakeTrain:
     """Stands in for train_from_config: records configs, reports epochs like the Trainer."""
 
     def __init__(self, bad_from_trial: int | None = None, *, flat: bool = False) -> None:
         self.configs: list[DictConfig] = []
         self.epochs: list[int] = []
+        self.scores: list[float] = []
         self.bad_from_trial = bad_from_trial
         self.flat = flat  # every good trial scores the same (pruning becomes deterministic)
 
@@ -46,16 +66,20 @@ class FakeTrain:
             score = 0.9
         if self.bad_from_trial is not None and number >= self.bad_from_trial:
             score = 0.05
+        self.scores.append(score)
         epoch = 0
+        metrics = _criteria_metrics(score)
         try:
             for epoch in range(1, cfg.training.num_epochs + 1):
-                epoch_end_callback(epoch, {"val_f1_macro": score, "val_loss": 1 - score})
+                epoch_end_callback(epoch, dict(metrics))
         finally:
             self.epochs.append(epoch)  # epochs this trial ran (fewer when pruned)
         return {
             "best_val_f1_macro": score,
-            "best_metrics": {"val_f1_macro": score, "val_loss": 1 - score},
-            "stop_reason": None,
+            "best_metrics": metrics,
+            "thresholds": dict.fromkeys(CRITERIA, 0.5),
+            "stop_reason": StopReason.COMPLETED,
+            "early_stopped": False,
         }
 
 
@@ -131,6 +155,30 @@ def test_hpo_job_applies_sampled_params_and_prunes_through_the_hook(store: str) 
     assert experiment.name == "hpo_criteria"
 
 
+@pytest.mark.parametrize("metric", ["val_auprc_macro", "val_f1_micro", "val_f1_A.9"])
+def test_the_objective_can_be_any_criteria_metric_of_the_best_epoch(
+    store: str, metric: str
+) -> None:
+    """Overall or per criterion: the objective is the named metric of each trial's best epoch."""
+    train = FakeTrain()
+    result = run_hpo(
+        _cfg(store, "stage=stage0", "stage.n_trials=2", f"stage.metric={metric}"), train_fn=train
+    )
+    assert result["completed_trials"] == 2
+    expected = [_criteria_metrics(score)[metric] for score in train.scores]
+    assert result["best_value"] == pytest.approx(max(expected))
+    client = MlflowClient(store)
+    parent = client.get_run(result["parent_run_id"])
+    assert parent.data.metrics[f"best_{metric}"] == pytest.approx(max(expected))
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+    )
+    assert sorted(c.data.metrics[f"trial/{metric}"] for c in children) == pytest.approx(
+        sorted(expected)
+    )
+
+
 @pytest.mark.parametrize("source", ["mlflow", "journal"])
 def test_stage3_refits_the_best_params_once_per_seed(
     store: str, tmp_path: Path, source: str
@@ -178,6 +226,8 @@ def one_torch_thread():
 
 def test_stage0_trains_tiny_models_inside_nested_trial_runs(store: str, one_torch_thread) -> None:
     """The real path: CLI config -> train_from_config -> Trainer logging into each child."""
+    import torch
+
     cfg = _cfg(
         store,
         "stage=stage0",
@@ -198,14 +248,31 @@ def test_stage0_trains_tiny_models_inside_nested_trial_runs(store: str, one_torc
     )
     assert sorted(c.info.run_name for c in children) == ["trial_0000", "trial_0001"]
     for child in children:
-        keys = set(child.data.metrics)
+        metrics, params = child.data.metrics, child.data.params
+        keys = set(metrics)
         assert {"trial/val_f1_macro", "trial/number", "train/loss_step"} <= keys
         assert {"epoch/val_f1_macro", "epoch/train_loss", "final/best_val_f1_macro"} <= keys
+        assert {"epoch/val_f1_micro", "epoch/val_auprc_macro"} <= keys
+        for name in CRITERIA:  # each trial scores every criterion, every epoch and at its best
+            assert {f"epoch/val_f1_{name}", f"epoch/val_auprc_{name}"} <= keys, name
+            assert {f"final/best_val_f1_{name}", f"final/best_val_auprc_{name}"} <= keys, name
+        assert metrics["trial/val_f1_macro"] == pytest.approx(metrics["final/best_val_f1_macro"])
+        assert metrics["final/early_stopped"] == 0.0
         assert any(k.startswith("system/") for k in keys)
-        assert child.data.params["hpo/learning_rate"] == child.data.params["training.optimizer.lr"]
-        assert child.data.params["training.num_epochs"] == "1"
+        assert params["hpo/learning_rate"] == params["training.optimizer.lr"]
+        assert params["training.num_epochs"] == "1"
+        # the bundled sample's 480 posts: 336 train, 72 val (72 test), windowed
+        assert (params["data/train/posts"], params["data/val/posts"]) == ("336", "72")
+        assert params["data/train/posts_cut"] == "0"
         artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
         assert "checkpoints" in artifacts
         assert child.info.status == "FINISHED"
+    with tempfile.TemporaryDirectory() as tmp:  # a trial's checkpoint: nine thresholds
+        path = client.download_artifacts(
+            children[0].info.run_id, "checkpoints/best_checkpoint.pt", tmp
+        )
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    assert list(state["thresholds"]) == list(CRITERIA)
+    assert "optimizer_state_dict" not in state
     assert parent.info.status == "FINISHED"
     assert parent.data.metrics["completed_trials"] == 2

@@ -38,6 +38,39 @@ with mlflow.start_run():
 """
 
 
+MODEL_CFG = {
+    "name": "tiny",
+    "encoder_name": "tiny",
+    "dropout": 0.1,
+    "framing": "multilabel",
+    "aggregation": "max",
+    "max_length": 48,
+}
+
+
+class InputIdsCriteria(nn.Module):
+    """The criteria classifier, also callable on token ids alone (what the spec's example does).
+
+    With a whole batch (the Trainer's call) it is the classifier. With ``input_ids`` alone
+    each row is read as a post of one sentence, every non-padding token in it: the
+    classifier's own scores for such a post, computed without the batch bookkeeping, so
+    that ``torch.export`` can trace it for ``register_model``'s ``pt2`` format.
+    """
+
+    def __init__(self, classifier: nn.Module) -> None:
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, input_ids, attention_mask=None, **batch):  # type: ignore[no-untyped-def]
+        if batch:
+            return self.classifier(input_ids, attention_mask, **batch)
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        hidden = self.classifier.encoder(input_ids=input_ids, attention_mask=mask)
+        weights = mask.unsqueeze(-1).to(hidden.last_hidden_state.dtype)
+        pooled = (hidden.last_hidden_state * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        return self.classifier.head(self.classifier.dropout(pooled))
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> str:
     """One sqlite store for the module (creating its schema costs seconds); tests use own names."""
@@ -82,38 +115,47 @@ def test_verification_step6_snippet_leaves_version1_in_staging(tmp_path: Path) -
 
 
 def test_usage_example_3_runs_verbatim_in_a_training_script(uri: str) -> None:
-    from torch.utils.data import DataLoader
-
-    from psy_agents_noaug.data.criteria import CRITERIA
-    from psy_agents_noaug.data.dataset import CriteriaPairDataset, make_collate_fn
+    from psy_agents_noaug.data.dataset import EncodingSpec, build_dataloaders
+    from psy_agents_noaug.data.posts import CRITERION_IDS
+    from psy_agents_noaug.data.sentences import sentence_spans
     from psy_agents_noaug.models.factory import build_model
+    from psy_agents_noaug.training.losses import CriteriaLoss
+    from psy_agents_noaug.training.tasks import CriteriaTask
     from psy_agents_noaug.training.train_loop import Trainer
 
     torch.manual_seed(0)
-    model, tokenizer = build_model(
-        SimpleNamespace(encoder_name="tiny", pooling="mean", dropout=0.1), seed=0
-    )
-    posts = ["I sleep all day and still feel tired.", "Nothing is fun anymore, not even music."]
+    classifier, tokenizer = build_model(SimpleNamespace(**MODEL_CFG), seed=0)
+    model = InputIdsCriteria(classifier)
+    posts = ["I sleep all day. I still feel tired.", "Nothing is fun anymore, not even music."]
     frame = pd.DataFrame(
         {
-            "text": [p for p in posts for _ in CRITERIA[:3]],
-            "criterion_text": [c.description for _ in posts for c in CRITERIA[:3]],
-            "label": [1, 0, 0, 0, 1, 0],
+            "post_id": ["p1", "p2"],
+            "text": posts,
+            "labels": [[0, 0, 0, 1, 0, 1, 0, 0, 0], [0, 1, 0, 0, 0, 0, 0, 0, 0]],
+            "evidence": [
+                [(*sentence_spans(posts[0])[0], 3), (*sentence_spans(posts[0])[1], 5)],
+                [(*sentence_spans(posts[1])[0], 1)],
+            ],
         }
     )
-    dataset = CriteriaPairDataset(frame, tokenizer, max_length=48)
-    collate = make_collate_fn(tokenizer)
-    train_loader = DataLoader(dataset, batch_size=3, shuffle=False, collate_fn=collate)
-    val_loader = DataLoader(dataset, batch_size=3, shuffle=False, collate_fn=collate)
+    train_loader, val_loader = build_dataloaders(
+        [frame, frame],
+        tokenizer,
+        EncodingSpec(max_length=48),
+        batch_size=2,
+        eval_batch_size=2,
+        seed=0,
+    )
     trainer = Trainer(
         model,
         train_loader,
         val_loader,
         torch.optim.AdamW(model.parameters(), lr=1e-3),
-        nn.CrossEntropyLoss(),
+        CriteriaLoss(),
         "cpu",
         num_epochs=1,
         logging_steps=1,
+        task=CriteriaTask(CRITERION_IDS),
     )
 
     # ---- usage example 3 of the spec, verbatim ----
@@ -161,12 +203,17 @@ def test_usage_example_3_runs_verbatim_in_a_training_script(uri: str) -> None:
     assert stored.shape[0] == 2 and stored.shape[1] == real.shape[1]
     assert not any(np.array_equal(row, real[0]) for row in stored)
 
-    # The exported model takes other batch sizes and sequence lengths and matches the original.
+    # The exported model takes other batch sizes and sequence lengths and matches the
+    # trained classifier (each row read as a one-sentence post, every token in it).
     loaded = mlflow.pytorch.load_model("models:/criteria_classifier@production")
     ids = torch.randint(1000, 2000, (3, 11))
+    rows = torch.arange(3)
     model.eval()
     with torch.no_grad():
-        assert torch.allclose(loaded(ids), model(ids), atol=1e-5)
+        own = classifier(ids, torch.ones_like(ids), rows[:, None].expand(3, 11), rows, 3, 1)
+        assert own.logits.shape == (3, 9)
+        assert torch.allclose(model(ids), own.logits, atol=1e-5)
+        assert torch.allclose(loaded(ids), own.logits, atol=1e-5)
 
 
 def test_new_production_version_archives_old_one_and_moves_alias(uri: str) -> None:
@@ -314,22 +361,23 @@ def test_register_model_against_an_mlflow_server(tmp_path: Path) -> None:
 
         # The criteria pyfunc, stored in run artifacts, registers through the server too.
         from psy_agents_noaug.models.factory import build_model
-        from psy_agents_noaug.models.serving import log_criteria_model
+        from psy_agents_noaug.models.serving import OUTPUT_COLUMNS, log_criteria_model
 
-        cfg = SimpleNamespace(encoder_name="tiny", pooling="mean", dropout=0.1)
-        criteria_model, tokenizer = build_model(cfg, seed=0)
+        criteria_model, tokenizer = build_model(SimpleNamespace(**MODEL_CFG), seed=0)
         with mlflow.start_run() as run:
             info = log_criteria_model(
                 criteria_model,
                 tokenizer,
-                {"encoder_name": "tiny", "max_length": 32},
+                {**MODEL_CFG, "max_length": 32},
                 registered_model_name="served_criteria",
                 stage="Production",
             )
         assert info.model_version is not None and info.model_version.run_id == run.info.run_id
         served = mlflow.pyfunc.load_model("models:/served_criteria@production")
         out = served.predict(pd.DataFrame({"text": ["I cannot get out of bed."]}))
+        assert list(out.columns) == list(OUTPUT_COLUMNS)
         assert len(out) == 9 and out["probability"].between(0, 1).all()
+        assert (out["threshold"] == 0.5).all()  # logged without tuned thresholds
     finally:
         while mlflow.active_run() is not None:
             mlflow.end_run()

@@ -234,7 +234,7 @@ def test_password_in_the_tracking_uri_reaches_no_param_tag_artifact_or_output(
         client = MlflowClient(db_url)
         experiment = client.get_experiment_by_name(EXPERIMENT)
         (run,) = client.search_runs([experiment.experiment_id])
-        assert run.data.params["mlflow.tracking_uri"] == mask_uri(uri)
+        assert "mlflow.tracking_uri" not in run.data.params  # where it logs shapes no training
         local = Path(client.download_artifacts(run.info.run_id, "", str(tmp_path / "dl")))
         files = [p for p in local.rglob("*") if p.is_file()]
         _assert_secret_nowhere(client, run.info.run_id, secret, files)

@@ -1,4 +1,10 @@
-"""The Trainer against a real sqlite store: names, indexing, counts, statuses."""
+"""The Trainer against a real sqlite store: names, indexing, counts, statuses.
+
+The Trainer is generic (any model, loader and ``nn.CrossEntropyLoss``: the spec's usage
+example and migration guide run unchanged); with ``task=CriteriaTask`` it scores nine
+yes/no criteria per example, tunes a threshold per criterion on the validation split and
+keeps those thresholds with the best checkpoint.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +13,18 @@ import os
 import signal
 
 import mlflow
+import numpy as np
 import pytest
 import torch
 from mlflow import MlflowClient
+from sklearn.metrics import average_precision_score, f1_score
 
-from psy_agents_noaug.training.train_loop import Trainer
-from tests.toy import toy_setup
+from psy_agents_noaug.training.metrics import THRESHOLD_GRID
+from psy_agents_noaug.training.tasks import CriteriaTask
+from psy_agents_noaug.training.train_loop import StopReason, Trainer
+from tests.toy import ToyCriteriaModel, toy_criteria_setup, toy_setup
+
+CRITERIA = tuple(f"A.{i}" for i in range(1, 10))
 
 STEP_KEYS = (
     "train/loss_step",
@@ -40,6 +52,21 @@ FINAL_KEYS = (
 )
 
 
+CRITERIA_EPOCH_KEYS = (
+    *EPOCH_KEYS,
+    "epoch/val_f1_micro",
+    "epoch/val_auprc_macro",
+    *(f"epoch/val_f1_{c}" for c in CRITERIA),
+    *(f"epoch/val_auprc_{c}" for c in CRITERIA),
+)
+
+
+@pytest.fixture
+def tracking_uri(sqlite_store: str) -> str:
+    """A fresh sqlite store per test, copied from a ready-made schema (no migrations)."""
+    return sqlite_store
+
+
 def _steps(uri: str, run_id: str, key: str) -> list[int]:
     return sorted(m.step for m in MlflowClient(uri).get_metric_history(run_id, key))
 
@@ -64,6 +91,8 @@ def test_spec_usage_example_1_logs_every_spec_name(tracking_uri: str) -> None:
     run_id = run.info.run_id
     assert results["best_val_f1_macro"] > 0.8
     assert results["total_steps"] == 24
+    assert results["stop_reason"] == StopReason.COMPLETED and not results["early_stopped"]
+    assert results["thresholds"] is None  # single-label softmax: argmax, no thresholds
     for key in STEP_KEYS:
         assert _steps(tracking_uri, run_id, key) == [5, 10, 15, 20], key
     for key in EPOCH_KEYS:
@@ -74,7 +103,9 @@ def test_spec_usage_example_1_logs_every_spec_name(tracking_uri: str) -> None:
     assert _steps(tracking_uri, run_id, "system/memory_used_gb") == [4, 8, 12, 16, 20, 24]
     artifacts = [f.path for f in MlflowClient(tracking_uri).list_artifacts(run_id, "checkpoints")]
     assert artifacts == ["checkpoints/best_checkpoint.pt"]
-    assert MlflowClient(tracking_uri).get_run(run_id).info.status == "FINISHED"
+    run = MlflowClient(tracking_uri).get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["final/early_stopped"] == 0.0
 
 
 def test_migration_guide_before_and_after(tracking_uri: str) -> None:
@@ -246,10 +277,127 @@ def test_early_stopping_and_checkpoint_contents(tracking_uri: str, tmp_path) -> 
     )
     results = trainer.train()
     assert results["early_stopped"] and results["total_epochs"] < 20
+    assert results["stop_reason"] == StopReason.EARLY_STOPPING
     state = torch.load(tmp_path / "ckpt" / "best_checkpoint.pt", weights_only=True)
     assert state["epoch"] == results["best_epoch"]
     assert state["config"] == {"model": {"name": "toy"}}
     assert not math.isnan(state["best_metric"])
+    assert state["metric_name"] == "val_loss"
+    assert "optimizer_state_dict" not in state  # only with save_optimizer=True
+    assert "thresholds" not in state  # single-label classification has none
+
+
+@pytest.mark.parametrize("save_optimizer", [False, True])
+def test_checkpoint_has_the_optimizer_state_only_when_asked(tmp_path, save_optimizer: bool) -> None:
+    model, train_loader, val_loader, _, criterion = toy_setup()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    Trainer(
+        model,
+        train_loader,
+        val_loader,
+        optimizer,
+        criterion,
+        "cpu",
+        num_epochs=1,
+        save_dir=tmp_path,
+        track=False,
+        save_optimizer=save_optimizer,
+    ).train()
+    state = torch.load(tmp_path / "best_checkpoint.pt", weights_only=True)
+    assert ("optimizer_state_dict" in state) is save_optimizer
+    if save_optimizer:  # enough to resume: Adam's moments for every parameter
+        resumed = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        resumed.load_state_dict(state["optimizer_state_dict"])
+        assert len(resumed.state) == len(list(model.parameters()))
+
+
+@pytest.mark.parametrize(
+    ("num_epochs", "epochs_run", "reason"),
+    [
+        (2, 2, StopReason.COMPLETED),  # patience runs out in the last epoch: all epochs ran
+        (3, 2, StopReason.EARLY_STOPPING),  # patience ends training before num_epochs
+    ],
+)
+def test_early_stopped_only_when_patience_ends_training_before_num_epochs(
+    tracking_uri: str, num_epochs: int, epochs_run: int, reason: StopReason
+) -> None:
+    model, train_loader, val_loader, _, criterion = toy_setup()
+    frozen = torch.optim.SGD(model.parameters(), lr=0.0)  # the same F1 every epoch
+    results = Trainer(
+        model,
+        train_loader,
+        val_loader,
+        frozen,
+        criterion,
+        "cpu",
+        num_epochs=num_epochs,
+        early_stopping_patience=1,
+    ).train()
+    assert results["stop_reason"] == reason
+    assert results["early_stopped"] is (reason == StopReason.EARLY_STOPPING)
+    assert results["total_epochs"] == epochs_run and results["best_epoch"] == 1
+    run = MlflowClient(tracking_uri).get_run(results["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["final/early_stopped"] == float(reason == StopReason.EARLY_STOPPING)
+    assert run.data.metrics["final/total_epochs"] == epochs_run
+    assert _steps(tracking_uri, results["run_id"], "epoch/val_f1_macro") == list(
+        range(1, epochs_run + 1)
+    )
+
+
+def test_criteria_task_scores_each_criterion_with_its_own_tuned_threshold(
+    tracking_uri: str, tmp_path
+) -> None:
+    """Nine sigmoid scores per example: per-criterion F1/AUPRC at thresholds tuned on the
+    validation split, their macro means, and the thresholds kept with the best checkpoint."""
+    model, train_loader, val_loader, optimizer, criterion = toy_criteria_setup()
+    with mlflow.start_run() as run:
+        results = Trainer(
+            model,
+            train_loader,
+            val_loader,
+            optimizer,
+            criterion,
+            "cpu",
+            num_epochs=2,
+            logging_steps=5,
+            save_dir=tmp_path,
+            task=CriteriaTask(CRITERIA),
+        ).train()
+    run_id = run.info.run_id
+    for key in CRITERIA_EPOCH_KEYS:
+        assert _steps(tracking_uri, run_id, key) == [1, 2], key
+    metrics = MlflowClient(tracking_uri).get_run(run_id).data.metrics
+    best = {k.removeprefix("final/best_"): v for k, v in metrics.items() if "/best_val_" in k}
+    assert {f"val_f1_{c}" for c in CRITERIA} | {f"val_auprc_{c}" for c in CRITERIA} <= set(best)
+    assert best == pytest.approx(results["best_metrics"], nan_ok=True)
+    assert best["val_f1_macro"] == pytest.approx(np.mean([best[f"val_f1_{c}"] for c in CRITERIA]))
+    assert best["val_f1_macro"] > 0.6  # separable criteria: learned in two epochs
+    assert 0.0 <= metrics["train/accuracy_step"] <= 1.0  # per decision, not per example
+
+    thresholds = results["thresholds"]
+    assert list(thresholds) == list(CRITERIA)
+    assert set(thresholds.values()) <= set(THRESHOLD_GRID)
+    state = torch.load(tmp_path / "best_checkpoint.pt", weights_only=True)
+    assert state["thresholds"] == thresholds
+    assert state["epoch"] == results["best_epoch"]
+    assert "optimizer_state_dict" not in state
+
+    # Recompute from the checkpoint alone: the logged F1 of each criterion is its binary F1
+    # at its threshold, which is the best grid threshold on the validation split.
+    restored = ToyCriteriaModel()
+    restored.load_state_dict(state["model_state_dict"])
+    with torch.no_grad():
+        probs = torch.sigmoid(restored(val_loader.dataset.x)).numpy()
+    truth = val_loader.dataset.y.numpy() >= 0.5
+    for column, name in enumerate(CRITERIA):
+        y, p = truth[:, column], probs[:, column]
+        f1 = f1_score(y, p >= thresholds[name], zero_division=0)
+        assert best[f"val_f1_{name}"] == pytest.approx(f1), name
+        assert f1 >= max(f1_score(y, p >= t, zero_division=0) for t in THRESHOLD_GRID) - 1e-12
+        assert best[f"val_auprc_{name}"] == pytest.approx(average_precision_score(y, p)), name
+    decided = probs >= np.array([thresholds[c] for c in CRITERIA])
+    assert best["val_f1_micro"] == pytest.approx(f1_score(truth.ravel(), decided.ravel()))
 
 
 @pytest.mark.parametrize(

@@ -32,8 +32,8 @@ from tests.browser import (
     open_route,
     rendered_text,
     screenshot,
-    scroll_to,
     start_mlflow_ui,
+    type_into,
     wait_for_element,
     wait_for_text,
 )
@@ -84,6 +84,23 @@ def _psy_agents(args: list[str], cwd: Path) -> str:
     return done.stdout
 
 
+def _spec_step_6(uri: str, cwd: Path) -> None:
+    """The spec's verification step 6, verbatim but for the store's URI."""
+    code = f"""
+from psy_agents_noaug.utils.mlflow_utils import register_model
+import mlflow
+import torch
+mlflow.set_tracking_uri('{uri}')
+with mlflow.start_run():
+    model = torch.nn.Linear(10, 2)
+    register_model(model, 'test_model', stage='Staging')
+"""
+    env = {**os.environ, "PSY_AGENTS_JOURNAL_DIR": str(cwd / "journal")}
+    done = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=CLI_TIMEOUT_S)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 @pytest.fixture(scope="module")
 def store(
     tmp_path_factory: pytest.TempPathFactory, small_data: tuple[Path, Path], empty_mlflow_db: Path
@@ -112,6 +129,7 @@ def store(
     (run,) = client.search_runs([train_exp.experiment_id])
     _psy_agents(["register", f"run_id={run.info.run_id}", "stage=Production",
                  f"mlflow.tracking_uri={uri}"], folder)  # fmt: skip
+    _spec_step_6(uri, folder)
     return Store(
         uri=uri,
         train_experiment_id=train_exp.experiment_id,
@@ -162,20 +180,50 @@ def test_run_charts_show_step_and_epoch_metrics(driver, ui_url: str, store: Stor
     route = f"experiments/{store.train_experiment_id}/runs/{store.train_run_id}"
     open_route(driver, ui_url, f"{route}/model-metrics?{MODEL_TRAINING}")
     # Each chart's legend says "<run name> (<metric key>)"; charts are grouped in sections
-    # by prefix ("epoch", "final", "train") and drawn only once scrolled into view.
+    # by prefix ("epoch", "final", "train") and drawn only once in view, so look for each one
+    # as a user would: through the page's chart search.
+    search = "//input[@placeholder='Search metric charts']"
+    type_into(driver, search, "val_f1_macro")
     wait_for_text(driver, f"{store.train_run_name} (epoch/val_f1_macro)")
     wait_for_element(driver, _chart("epoch/val_f1_macro"))
     screenshot(driver, "run_model_metrics_epoch")
-    train_section = (
-        "//*[@data-testid='experiment-view-compare-runs-section-header']"
-        "[./div/div[normalize-space()='train']]"
-    )
-    scroll_to(driver, train_section)
-    scroll_to(driver, "//*[text()[contains(., '(train/loss_step)')]]", block="center")
+    type_into(driver, search, "loss_step")
     wait_for_element(driver, _chart("train/loss_step"))
     assert f"{store.train_run_name} (train/loss_step)" in rendered_text(driver)
-    scroll_to(driver, train_section)  # the section's header and first row in the picture
     screenshot(driver, "run_model_metrics_train")
+
+
+def test_run_overview_shows_description_datasets_and_logged_model(
+    driver, ui_url: str, store: Store
+) -> None:
+    route = f"experiments/{store.train_experiment_id}/runs/{store.train_run_id}"
+    open_route(driver, ui_url, f"{route}?{MODEL_TRAINING}")
+    shown = wait_for_text(driver, "criteria classifier, multilabel framing")  # the description
+    assert "best validation macro F1" in shown
+    wait_for_text(driver, "posts-train")  # the first dataset input (the others behind "+2")
+    wait_for_text(driver, "Logged models")
+    screenshot(driver, "run_overview")
+
+
+def test_experiment_logged_models_view_lists_the_model(driver, ui_url: str, store: Store) -> None:
+    open_route(driver, ui_url, f"experiments/{store.train_experiment_id}/models?{MODEL_TRAINING}")
+    shown = wait_for_text(driver, store.train_run_name)  # the model's source run
+    assert re.search(r"\bmodel\b", shown) and "Ready" in shown, shown[:1500]
+    screenshot(driver, "experiment_logged_models")
+
+
+def test_run_artifacts_show_the_figures(driver, ui_url: str, store: Store) -> None:
+    route = f"experiments/{store.train_experiment_id}/runs/{store.train_run_id}"
+    open_route(driver, ui_url, f"{route}/artifacts?{MODEL_TRAINING}")
+    wait_for_text(driver, "figures")
+    click(driver, "//*[normalize-space(text())='figures']")
+    shown = wait_for_text(driver, "val_pr_curves.png")
+    assert all(f"val_{name}.png" in shown for name in ("confusion", "reliability",
+                                                       "threshold_sweep"))  # fmt: skip
+    click(driver, "//*[normalize-space(text())='val_pr_curves.png']")
+    wait_for_text(driver, "figures/val_pr_curves.png")  # the preview's title
+    wait_for_element(driver, "//img[@src]")
+    screenshot(driver, "run_figures")
 
 
 def test_run_artifacts_show_config_and_checkpoint(driver, ui_url: str, store: Store) -> None:
@@ -221,3 +269,15 @@ def test_model_version_page_shows_the_production_alias(driver, ui_url: str, stor
     shown = wait_for_text(driver, store.train_run_name)  # "Source Run", fetched after the rest
     assert re.search(rf"Source Run\s*:?\s*{store.train_run_name}", shown), shown[:1500]
     screenshot(driver, "model_version_1")
+
+
+def test_spec_step_7_models_tab_shows_test_model_version_1_in_staging(
+    driver, ui_url: str, store: Store
+) -> None:
+    open_route(driver, ui_url, f"models?{MODEL_TRAINING}")
+    shown = wait_for_text(driver, "test_model")
+    close_dialogs(driver)
+    open_route(driver, ui_url, f"models/test_model/versions/1?{MODEL_TRAINING}")
+    shown = wait_for_text(driver, "Staging")
+    assert re.search(r"Stage\s*:?\s*Staging", shown) or "@ staging" in shown, shown[:1500]
+    screenshot(driver, "test_model_version_1")

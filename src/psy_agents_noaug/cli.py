@@ -4,7 +4,7 @@
     psy-agents hpo      [overrides…]            Optuna search, nested MLflow runs (stage=stage0…)
     psy-agents evaluate run_id=ID | checkpoint=PATH [overrides…]
     psy-agents register run_id=ID [name=NAME] [stage=Staging|Production|Archived]
-    psy-agents predict  model_uri=URI input=posts.csv [output=predictions.csv]
+    psy-agents predict  model_uri=URI input=posts.csv [output=predictions.csv] [threshold=T]
     psy-agents sync     JOURNAL [tracking_uri=URI]    upload what waited in a journal
     psy-agents doctor   [tracking_uri=URI] [experiment=NAME] [stale_after_s=S] [dry_run=true]
                                                 end RUNNING runs whose process died (FAILED)
@@ -37,7 +37,7 @@ COMMAND_ARGS: dict[str, tuple[str, ...]] = {
     "hpo": (),
     "evaluate": ("run_id", "checkpoint"),
     "register": ("run_id", "name", "stage"),
-    "predict": ("model_uri", "input", "output"),
+    "predict": ("model_uri", "input", "output", "threshold"),
     "sync": ("tracking_uri",),
     "doctor": ("tracking_uri", "experiment", "stale_after_s", "dry_run"),
 }
@@ -116,8 +116,9 @@ def _is_user_error(exc: BaseException) -> bool:
         pass
     from psy_agents_noaug.models.encoders import EncoderNotFoundError
     from psy_agents_noaug.tracking.store import TrackingStoreError
+    from psy_agents_noaug.training.checkpoints import CheckpointError
 
-    user_errors += (EncoderNotFoundError, TrackingStoreError, UsageError)
+    user_errors += (CheckpointError, EncoderNotFoundError, TrackingStoreError, UsageError)
     return isinstance(exc, user_errors)
 
 
@@ -195,6 +196,7 @@ def cmd_train(args: list[str]) -> int:
 
 
 def _report_training(cfg: Any, results: dict[str, Any]) -> int:
+    from psy_agents_noaug.tracking.links import run_link
     from psy_agents_noaug.tracking.store import mask_uri
 
     stop = results["stop_reason"]
@@ -213,11 +215,9 @@ def _report_training(cfg: Any, results: dict[str, Any]) -> int:
         v = results["model_version"]
         print(f"registered model  : {v.name} version {v.version}")
     uri = cfg.mlflow.tracking_uri
-    print(
-        f"see it with       : mlflow ui --backend-store-uri {mask_uri(uri)}"
-        if not uri.startswith("http")
-        else f"open              : {mask_uri(uri)}"
-    )
+    if not uri.startswith("http"):
+        print(f"see it with       : mlflow ui --backend-store-uri {mask_uri(uri)}")
+    print(f"open              : {run_link(uri, results['experiment_id'], results['run_id'])}")
     if not results.get("synced", True):
         journals = results.get("journals") or [cfg.mlflow.journal_dir]
         print(
@@ -236,13 +236,17 @@ def cmd_hpo(args: list[str]) -> int:
 
     _, overrides = split_args("hpo", args)
     cfg = load_config(overrides)
-    run_hpo(cfg)
+    summary = run_hpo(cfg)
     if cfg.mlflow.enabled:
+        from psy_agents_noaug.tracking.links import experiment_link
         from psy_agents_noaug.tracking.store import mask_uri
 
-        uri = mask_uri(cfg.mlflow.tracking_uri)
-        hint = uri if uri.startswith("http") else f"mlflow ui --backend-store-uri {uri}"
-        print(f"see the parent run and its trials with: {hint}")
+        uri = cfg.mlflow.tracking_uri
+        if not uri.startswith("http"):
+            print(f"see the parent run and its trials with: mlflow ui --backend-store-uri "
+                  f"{mask_uri(uri)}")  # fmt: skip
+        if summary.get("experiment_id") is not None:
+            print(f"open: {experiment_link(uri, summary['experiment_id'])}")
     return 0
 
 
@@ -287,12 +291,24 @@ def cmd_predict(args: list[str]) -> int:
     own, overrides = split_args("predict", args)
     if "model_uri" not in own or "input" not in own:
         raise UsageError("predict needs model_uri=URI and input=posts.csv (columns post_id,text)")
+    threshold = None
+    if "threshold" in own:
+        try:
+            threshold = float(own["threshold"])
+        except ValueError:
+            threshold = -1.0
+        if not 0.0 < threshold < 1.0:
+            raise UsageError(
+                f"threshold={own['threshold']} must be a number between 0 and 1 (exclusive); "
+                "leave it out to use each criterion's tuned threshold"
+            )
     cfg = load_config(overrides)
     out = predict_file(
         own["model_uri"],
         own["input"],
         own.get("output", "predictions.csv"),
         tracking_uri=cfg.mlflow.tracking_uri,
+        threshold=threshold,
     )
     print(f"predictions written to {out}")
     return 0

@@ -16,9 +16,13 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 CONFIG_MODULE = "psy_agents_noaug.conf"
+#: The synthetic corpora ``data.profile`` can name (see psy_agents_noaug.data.corpus).
+CORPUS_PROFILES = ("sample", "redsm5")
 GROUPS = ("task", "model", "training", "data", "mlflow", "stage")
 VAL_METRICS = (
     "val_f1_macro",
+    "val_f1_micro",
+    "val_auprc_macro",
     "val_accuracy",
     "val_loss",
     "val_precision_macro",
@@ -134,6 +138,10 @@ def _str(v: Any) -> bool:
     return isinstance(v, str) and v.strip() != ""
 
 
+def _pos_weight(v: Any) -> bool:
+    return v in ("auto", "none", None) or _float(0.0, 1000.0, lo_open=True)(v)
+
+
 def _device(v: Any) -> bool:
     return isinstance(v, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", v) is not None
 
@@ -142,15 +150,18 @@ RULES: dict[str, tuple[Check, str]] = {
     "seed": (_int(0), "an integer >= 0"),
     "device": (_device, "auto, cpu, cuda or cuda:N"),
     "register": (_bool, "true or false"),
+    "resume_from": (_optional(_str), "a run id or a checkpoint path, or null"),
     "progress": (_bool, "true or false"),
     "task.name": (_choice("criteria"), "criteria"),
-    "task.num_labels": (_choice(2), "2"),
     "task.metric": (_choice(*VAL_METRICS), ", ".join(VAL_METRICS)),
     "model.name": (_str, "a non-empty name"),
     "model.encoder_name": (_str, "a Hugging Face name or a local path"),
-    "model.pooling": (_choice("mean", "cls"), "mean or cls"),
+    "model.framing": (_choice("multilabel", "pair"), "multilabel or pair"),
+    "model.aggregation": (_choice("max", "noisy_or", "lse"), "max, noisy_or or lse"),
     "model.dropout": (_float(0.0, 0.99), "a number in [0, 0.99]"),
     "model.max_length": (_int(8, 4096), "an integer in [8, 4096]"),
+    "model.head_init": (_choice("descriptions", "random"), "descriptions or random"),
+    "model.frozen_layers": (_int(0, 48), "an integer in [0, 48]"),
     "training.num_epochs": (_int(1), "an integer >= 1"),
     "training.batch_size": (_int(1), "an integer >= 1"),
     "training.eval_batch_size": (_int(1), "an integer >= 1"),
@@ -173,8 +184,15 @@ RULES: dict[str, tuple[Check, str]] = {
     "training.system_metrics_interval": (_int(1), "an integer >= 1"),
     "training.save_dir": (_optional(_str), "a folder path or null"),
     "training.num_workers": (_int(0, 64), "an integer in [0, 64]"),
+    "training.pos_weight": (_pos_weight, "auto, none or a number > 0"),
+    "training.sentence_loss_weight": (_float(0.0, 100.0), "a number in [0, 100]"),
+    "training.save_optimizer": (_bool, "true or false"),
     "data.posts_path": (_optional(_str), "a CSV path or null (bundled sample)"),
     "data.annotations_path": (_optional(_str), "a CSV path or null (bundled sample)"),
+    "data.profile": (_choice(*CORPUS_PROFILES), " or ".join(CORPUS_PROFILES)),
+    "data.cache_dir": (_str, "a folder path"),
+    "data.max_windows_per_post": (_int(1, 100_000), "an integer in [1, 100000]"),
+    "data.window_overlap": (_int(0, 16), "an integer in [0, 16]"),
     "data.val_fraction": (_float(0.0, 0.5, lo_open=True), "a number in (0, 0.5]"),
     "data.test_fraction": (_float(0.0, 0.5, lo_open=True), "a number in (0, 0.5]"),
     "mlflow.enabled": (_bool, "true or false"),
@@ -230,6 +248,17 @@ def _redact(value: Any) -> Any:
     if isinstance(value, list):
         return [_redact(v) for v in value]
     return value
+
+
+#: The config sections that shape a training (its run's params); HPO and tracking settings
+#: go on HPO parents and nowhere, respectively.
+TRAINING_SECTIONS = ("seed", "device", "task", "model", "training", "data")
+
+
+def training_params(cfg: DictConfig) -> dict[str, str]:
+    """The dotted config keys that shape a training, as a training run's params."""
+    data = config_to_dict(cfg)
+    return flatten_params({k: data[k] for k in TRAINING_SECTIONS if k in data})
 
 
 def flatten_params(cfg: DictConfig | dict[str, Any], prefix: str = "") -> dict[str, str]:

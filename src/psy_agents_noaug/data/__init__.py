@@ -1,10 +1,10 @@
-"""Data layer: ReDSM5 reading, DSM-5 criteria, (post, criterion) pairs, splits, loaders.
+"""Data layer: ReDSM5 reading, DSM-5 criteria, posts as examples, windows, splits, loaders.
 
 Example:
-    >>> from psy_agents_noaug.data import build_criteria_pairs, load_redsm5, sample_paths
-    >>> pairs = build_criteria_pairs(load_redsm5(*sample_paths()))
-    >>> sorted(pairs["label"].unique().tolist())
-    [0, 1]
+    >>> from psy_agents_noaug.data import build_post_examples, load_redsm5, sample_paths
+    >>> examples = build_post_examples(load_redsm5(*sample_paths()))
+    >>> len(examples.frame) > 0
+    True
 """
 
 from psy_agents_noaug.data.criteria import (
@@ -16,12 +16,12 @@ from psy_agents_noaug.data.criteria import (
     criterion_by_symptom,
 )
 from psy_agents_noaug.data.dataset import (
-    CriteriaPairDataset,
+    EncodingSpec,
+    PostWindowsDataset,
+    WindowCollator,
     build_dataloaders,
-    encode_pair,
-    make_collate_fn,
 )
-from psy_agents_noaug.data.pairs import PAIR_COLUMNS, Splits, build_criteria_pairs, split_by_post
+from psy_agents_noaug.data.posts import CRITERION_IDS, PostExamples, build_post_examples
 from psy_agents_noaug.data.redsm5 import (
     ANNOTATIONS_COLUMNS,
     POSTS_COLUMNS,
@@ -31,28 +31,35 @@ from psy_agents_noaug.data.redsm5 import (
     normalize_symptom,
 )
 from psy_agents_noaug.data.sample import SAMPLE_DIR, sample_paths
+from psy_agents_noaug.data.sentences import sentence_spans, split_sentences
+from psy_agents_noaug.data.splits import Splits, split_by_post
+from psy_agents_noaug.data.windows import window_post
 
 __all__ = [
     "ANNOTATIONS_COLUMNS",
     "CRITERIA",
-    "PAIR_COLUMNS",
+    "CRITERION_IDS",
     "POSTS_COLUMNS",
     "SAMPLE_DIR",
     "SPECIAL_CASE",
     "SYMPTOMS",
-    "CriteriaPairDataset",
     "Criterion",
     "DataError",
+    "EncodingSpec",
+    "PostExamples",
+    "PostWindowsDataset",
     "ReDSM5Data",
     "Splits",
-    "build_criteria_pairs",
+    "WindowCollator",
     "build_dataloaders",
+    "build_post_examples",
     "criterion_by_id",
     "criterion_by_symptom",
-    "encode_pair",
     "load_redsm5",
-    "make_collate_fn",
     "normalize_symptom",
     "sample_paths",
+    "sentence_spans",
     "split_by_post",
+    "split_sentences",
+    "window_post",
 ]

@@ -125,15 +125,21 @@ def load_redsm5(posts_path: str | Path, annotations_path: str | Path) -> ReDSM5D
         fixes = ", ".join(f"{raw!r}->{label}" for raw, label in sorted(label_fixes.items()))
         logger.info("%s: normalised DSM5_symptom labels: %s", annotations_path, fixes)
     if dropped:
-        logger.warning(
-            "dropped %d row(s) while reading %s and %s; see ReDSM5Data.dropped",
-            len(dropped),
-            posts_path,
-            annotations_path,
-        )
+        logger.warning("%s", _skipped_summary(dropped, posts_path, annotations_path))
     return ReDSM5Data(
         posts=posts, annotations=annotations, dropped=dropped, label_fixes=label_fixes
     )
+
+
+def _skipped_summary(dropped: list[str], posts_path: Path, annotations_path: Path) -> str:
+    """One line: how many rows of each file were left out, and the first few reasons."""
+    counts = []
+    for path in (posts_path, annotations_path):
+        n = sum(line.startswith(f"{path.name} ") for line in dropped)
+        if n:
+            counts.append(f"{n} row(s) of {path}")
+    examples = "; ".join(dropped[:3]) + ("; …" if len(dropped) > 3 else "")
+    return f"skipped {' and '.join(counts)}, the rest is used: {examples}"
 
 
 def normalize_symptom(raw: str) -> str | None:

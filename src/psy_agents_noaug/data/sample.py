@@ -6,6 +6,8 @@ package data, so training works offline and from an installed package.
 
 from __future__ import annotations
 
+import os
+import shutil
 from importlib.resources import files
 from pathlib import Path
 
@@ -29,3 +31,36 @@ def sample_paths() -> tuple[Path, Path]:
         ('posts.csv', 'annotations.csv')
     """
     return SAMPLE_DIR / SAMPLE_POSTS, SAMPLE_DIR / SAMPLE_ANNOTATIONS
+
+
+#: Where generated profiles other than the bundled sample are written (once, then reused).
+DEFAULT_CACHE_DIR = ".psy_agents/data"
+
+
+def corpus_paths(profile: str, cache_dir: str | Path = DEFAULT_CACHE_DIR) -> tuple[Path, Path]:
+    """The CSVs of a synthetic corpus profile: the bundled sample, or generated once.
+
+    ``sample`` is shipped with the package; any other profile of
+    :data:`psy_agents_noaug.data.corpus.PROFILES` (``redsm5``: the real dataset's shape)
+    is generated on first use into ``<cache_dir>/<profile>-seed<seed>/`` (deterministic:
+    the same files on every machine) and read from there afterwards.
+
+    Raises:
+        ValueError: An unknown profile.
+    """
+    if profile == "sample":
+        return sample_paths()
+    from psy_agents_noaug.data.corpus import ANNOTATIONS_FILE, POSTS_FILE, get_profile, write_corpus
+
+    spec = get_profile(profile)
+    folder = Path(cache_dir) / f"{spec.name}-seed{spec.seed}"
+    posts, annotations = folder / POSTS_FILE, folder / ANNOTATIONS_FILE
+    if not (posts.is_file() and annotations.is_file()):
+        # Written aside, then moved in whole: a reader never sees half a corpus.
+        tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+        write_corpus(spec, tmp)
+        if folder.exists():  # another process got there first
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.replace(folder)
+    return posts, annotations

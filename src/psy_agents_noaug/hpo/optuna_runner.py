@@ -344,6 +344,7 @@ class OptunaRunner:
         self.plot_interval_s = plot_interval_s
         self.study: optuna.Study | None = None
         self.parent_run_id: str | None = None
+        self.experiment_id: str | None = None
         self.summary: StudySummary | None = None
         self._stop: threading.Event | None = None
 
@@ -498,6 +499,7 @@ class OptunaRunner:
             plot_interval_s=self.plot_interval_s,
         )
         self.parent_run_id = session.parent.run_id
+        self.experiment_id = experiment_id
         session.runs = _TrialRuns(uri, experiment_id, session.parent.run_id, self.study_name)
 
     def _parent_tags(self, handle: StorageHandle, n_trials: int | None) -> dict[str, str]:

@@ -54,6 +54,8 @@ HISTORY_CSV = "hpo_trials_history.csv"
 OPTIMIZATION_HTML = "hpo_optimization_history.html"
 IMPORTANCES_HTML = "hpo_param_importances.html"
 PARALLEL_HTML = "hpo_parallel_coordinate.html"
+TIMELINE_HTML = "hpo_timeline.html"
+INTERMEDIATE_HTML = "hpo_intermediate_values.html"
 #: Completed trials needed before param importances / parallel coordinates mean anything.
 MIN_TRIALS_FOR_ANALYSIS = 3
 
@@ -179,10 +181,11 @@ def trials_history(study: optuna.Study) -> Any:
 def write_plots(study: optuna.Study, out_dir: Path) -> list[Path]:
     """Write the study's Plotly HTML figures into ``out_dir``.
 
-    Always the optimization history; param importances and parallel coordinates once
-    :data:`MIN_TRIALS_FOR_ANALYSIS` trials are complete. A figure that fails to render is
-    logged and skipped (plots never fail a study). Files embed plotly.js, so they open
-    offline from the MLflow UI.
+    Always the optimization history and the timeline (trials per worker over time); the
+    intermediate values (what the pruner saw) once a trial reported any; param importances
+    and parallel coordinates once :data:`MIN_TRIALS_FOR_ANALYSIS` trials are complete. A
+    figure that fails to render is logged and skipped (plots never fail a study). Files
+    embed plotly.js, so they open offline from the MLflow UI.
 
     Args:
         study: The study.
@@ -195,7 +198,11 @@ def write_plots(study: optuna.Study, out_dir: Path) -> list[Path]:
 
     figures: list[tuple[str, Callable[[], Any]]] = [
         (OPTIMIZATION_HTML, lambda: vis.plot_optimization_history(study)),
+        (TIMELINE_HTML, lambda: vis.plot_timeline(study)),  # which worker ran what, when
     ]
+    if any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
+        # the per-epoch values the pruner judged trials by
+        figures.append((INTERMEDIATE_HTML, lambda: vis.plot_intermediate_values(study)))
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     has_params = any(t.params for t in complete)
     if len(complete) >= MIN_TRIALS_FOR_ANALYSIS and has_params:

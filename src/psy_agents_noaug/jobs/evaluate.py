@@ -1,4 +1,11 @@
-"""The `evaluate` job: score a checkpoint on the test split (macro F1, per-criterion F1)."""
+"""The `evaluate` job: score a trained model on its test split, per criterion.
+
+The data and the split come from the checkpoint's own config (same files, same seed), so
+the test posts are ones the model never saw; the decision thresholds are the ones tuned
+on the validation split and saved with the checkpoint. With a run id, the scores are
+logged into that run as ``test/*`` (at the checkpoint's step) and the test split's figures
+join the validation ones under ``figures/``.
+"""
 
 from __future__ import annotations
 
@@ -6,106 +13,77 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-from psy_agents_noaug.training.metrics import per_class_f1
+__all__ = ["evaluate_checkpoint", "run_evaluate"]
 
 
-def _checkpoint_from_run(run_id: str, tracking_uri: str) -> Path:
-    import mlflow
+def evaluate_checkpoint(
+    state: dict[str, Any],
+    cfg: DictConfig,
+    *,
+    split: str = "test",
+    figures_dir: Path | None = None,
+) -> dict[str, float]:
+    """``test/*`` metrics of a loaded checkpoint on a split of its own data.
 
-    dst = Path(tempfile.mkdtemp(prefix="psy-agents-eval-"))
-    try:
-        local = mlflow.artifacts.download_artifacts(
-            run_id=run_id,
-            artifact_path="checkpoints/best_checkpoint.pt",
-            dst_path=str(dst),
-            tracking_uri=tracking_uri,
-        )
-    except Exception as exc:
-        raise FileNotFoundError(
-            f"run {run_id} has no checkpoints/best_checkpoint.pt ({str(exc).splitlines()[0]})"
-        ) from None
-    return Path(local)
+    With ``figures_dir``, the split's PR curves, confusion matrices, threshold sweep and
+    reliability diagram are written there too (``test_*.png``).
+    """
+    from psy_agents_noaug.data.dataset import build_dataloaders
+    from psy_agents_noaug.jobs.train import resolve_device
+    from psy_agents_noaug.models.encoders import load_tokenizer
+    from psy_agents_noaug.models.factory import model_from_checkpoint
+    from psy_agents_noaug.training import recipe
+    from psy_agents_noaug.training.evaluation import evaluate_loader
+
+    saved = state.get("config") or {}
+    run_cfg: Any = OmegaConf.merge(
+        cfg, {k: saved[k] for k in ("model", "data", "task", "seed") if k in saved}
+    )
+    frames = recipe.load_splits(run_cfg)
+    model = model_from_checkpoint(state)
+    (loader,) = build_dataloaders(
+        [getattr(frames, split)],
+        load_tokenizer(run_cfg.model.encoder_name),
+        recipe.encoding_spec(run_cfg),
+        batch_size=run_cfg.training.eval_batch_size,
+        eval_batch_size=run_cfg.training.eval_batch_size,
+        seed=run_cfg.seed,
+        shuffle_first=False,
+    )
+    device = resolve_device(cfg.device)
+    model.to(device)
+    task = recipe.criteria_task(state.get("thresholds"), tune=False)
+    metrics = evaluate_loader(model, loader, task, device, prefix=f"{split}_")
+    if figures_dir is not None and task.last_predictions is not None:
+        from psy_agents_noaug.training.figures import write_figures
+
+        labels, probs = task.last_predictions
+        write_figures(labels, probs, task.names, task.thresholds, figures_dir, split=split)
+    return {key.replace(f"{split}_", f"{split}/", 1): value for key, value in metrics.items()}
 
 
 def run_evaluate(
     cfg: DictConfig, *, run_id: str | None = None, checkpoint: str | None = None
 ) -> dict[str, float]:
-    """Evaluate a run's best checkpoint (or a checkpoint file) on the test split.
+    """Evaluate a run's best checkpoint (or a checkpoint file) on its test split."""
+    from psy_agents_noaug.training.checkpoints import checkpoint_from, load_checkpoint
 
-    The data split comes from the checkpoint's own config (same seed, same files), so
-    the test posts are the ones the model never saw. With a run id, the scores are
-    logged into that run as ``test/*``.
-    """
-    from psy_agents_noaug.data.criteria import CRITERIA
-    from psy_agents_noaug.data.dataset import build_dataloaders
-    from psy_agents_noaug.jobs.train import load_splits, resolve_device
-    from psy_agents_noaug.models.factory import build_model
-    from psy_agents_noaug.training.train_loop import Trainer
-
-    path = (
-        _checkpoint_from_run(run_id, cfg.mlflow.tracking_uri) if run_id else Path(checkpoint or "")
-    )
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    saved = state.get("config") or {}
-    run_cfg: Any = OmegaConf.merge(
-        cfg, {k: saved[k] for k in ("model", "data", "task", "seed") if k in saved}
-    )
-    splits = load_splits(run_cfg)
-    model, tokenizer = build_model(run_cfg.model, run_cfg.task.num_labels)
-    model.load_state_dict(state["model_state_dict"])
-    _, _, test_loader = build_dataloaders(
-        splits,
-        tokenizer,
-        max_length=run_cfg.model.max_length,
-        batch_size=8,
-        eval_batch_size=run_cfg.training.eval_batch_size,
-        seed=run_cfg.seed,
-    )
-    device = resolve_device(cfg.device)
-    trainer = Trainer(
-        model,
-        test_loader,
-        test_loader,
-        torch.optim.SGD(model.parameters(), lr=0.1),
-        torch.nn.CrossEntropyLoss(),
-        device,
-        track=False,
-    )
-    model.to(device)
-    report = {
-        k.replace("test_", "test/", 1): v
-        for k, v in trainer.evaluate(test_loader, prefix="test_").items()
-    }
-    report.update(_per_criterion_f1(trainer, test_loader, splits.test, CRITERIA))
     if run_id:
-        from psy_agents_noaug.tracking import get_sink
+        state = checkpoint_from(run_id, cfg.mlflow.tracking_uri)
+    else:
+        state = load_checkpoint(checkpoint or "")
+    if not run_id:
+        return evaluate_checkpoint(state, cfg)
+    from psy_agents_noaug.jobs.train import FIGURES_ARTIFACT
+    from psy_agents_noaug.tracking import get_sink
 
-        sink = get_sink(run_id, tracking_uri=cfg.mlflow.tracking_uri)
+    sink = get_sink(run_id, tracking_uri=cfg.mlflow.tracking_uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        report = evaluate_checkpoint(state, cfg, figures_dir=Path(tmp))
         sink.log_dict(report, step=int(state.get("global_step", 0)))
+        for path in sorted(Path(tmp).glob("*.png")):
+            sink.log_artifact(path, FIGURES_ARTIFACT, mode="move")
         sink.flush()
     return report
-
-
-@torch.no_grad()
-def _per_criterion_f1(trainer: Any, loader: Any, test_df: Any, criteria: Any) -> dict[str, float]:
-    trainer.model.eval()
-    preds = []
-    for batch in loader:
-        inputs, _ = trainer._split(batch)
-        preds.append(trainer.model(**inputs).argmax(dim=-1).cpu())
-    pred = torch.cat(preds).numpy()
-    labels = test_df["label"].to_numpy()
-    ids = test_df["criterion_id"].to_numpy()
-    out = {}
-    for c in criteria:
-        mask = ids == c.id
-        if mask.any():
-            out[f"test/f1_{c.id}"] = per_class_f1(labels[mask], pred[mask])
-    out["test/f1_positive_mean"] = float(np.mean(list(out.values()))) if out else float("nan")
-    return out

@@ -69,6 +69,9 @@ def _validate_stage(stage: DictConfig) -> None:
         raise _bad("sampler", stage.get("sampler"), ", ".join(SAMPLER_NAMES))
     if str(stage.get("pruner")).lower() not in PRUNER_NAMES and stage.get("pruner") is not None:
         raise _bad("pruner", stage.get("pruner"), ", ".join(PRUNER_NAMES))
+    keep = stage.get("keep_checkpoints")
+    if keep is not None and not _is_int(keep, 0):
+        raise _bad("keep_checkpoints", keep, "an integer >= 0 or null")
     for key in ("heartbeat_interval", "grace_period"):
         value = stage.get(key)
         if value is not None and not _is_int(value, 1):
@@ -311,6 +314,11 @@ def run_hpo(
         prestart(cfg.mlflow.tracking_uri, cfg.mlflow.journal_dir)
         _repair_orphans(cfg.mlflow.tracking_uri, experiment, cfg.mlflow.orphan_after_s)
     objective = build_objective(cfg, keys, fixed=fixed, fixed_keys=fixed_keys, train_fn=train_fn)
+    callbacks = []
+    if track and stage.get("keep_checkpoints") is not None:
+        from psy_agents_noaug.hpo.checkpoints import CheckpointRetention
+
+        callbacks.append(CheckpointRetention(int(stage.keep_checkpoints), cfg.mlflow.tracking_uri))
     study = runner.optimize(
         objective,
         n_trials,
@@ -318,6 +326,7 @@ def run_hpo(
         mlflow_tracking_uri=cfg.mlflow.tracking_uri if track else None,
         mlflow_experiment_name=experiment if track else None,
         timeout=stage.get("timeout"),
+        callbacks=callbacks,
         show_progress_bar=bool(cfg.progress),
         log_to_mlflow=track,
     )
@@ -333,6 +342,7 @@ def run_hpo(
         "pruned_trials": summary.pruned,
         "failed_trials": summary.failed,
         "parent_run_id": runner.parent_run_id,
+        "experiment_id": runner.experiment_id,
         "experiment_name": experiment if track else None,
     }
     if refit:

@@ -1,10 +1,13 @@
-"""The `predict` job: a CSV of posts in, per-criterion probabilities and decisions out.
+"""The `predict` job: a CSV of posts in, per-criterion decisions and their evidence out.
 
-The output holds ids, probabilities and 0/1 decisions only, never the post text.
+The output holds ids, probabilities, thresholds, 0/1 decisions and, for each positive
+decision, the sentence that carried it (its index in the post and its character offsets
+in the input text), never the post text. Rows without text are left out, and counted.
 """
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 
@@ -14,7 +17,18 @@ import pandas as pd
 INPUT_COLUMNS: tuple[str, ...] = ("post_id", "text", "criterion_id")
 """Columns read from the input CSV: ``text`` is required, the others optional."""
 
-OUTPUT_COLUMNS: tuple[str, ...] = ("post_id", "criterion_id", "probability", "prediction")
+OUTPUT_COLUMNS: tuple[str, ...] = (
+    "post_id",
+    "criterion_id",
+    "probability",
+    "threshold",
+    "prediction",
+    "evidence_sentence",
+    "evidence_start",
+    "evidence_end",
+)
+
+log = logging.getLogger(__name__)
 
 
 def predict_file(
@@ -33,7 +47,7 @@ def predict_file(
             ``runs:/<run_id>/model`` or a local folder.
         input_path: CSV with ``post_id,text`` (optionally ``criterion_id`` to score
             one criterion per row). All values are read as strings.
-        output_path: CSV to write: ``post_id,criterion_id,probability,prediction``.
+        output_path: CSV to write: :data:`OUTPUT_COLUMNS` (evidence -1 for a negative).
         tracking_uri: The store (and registry) to resolve ``models:/``/``runs:/`` URIs
             in; ``None`` uses MLflow's current one.
         threshold: Decision threshold; ``None`` uses the one stored with the model.
@@ -60,6 +74,14 @@ def predict_file(
             f"got columns {list(posts.columns)}"
         )
     posts = posts[[c for c in INPUT_COLUMNS if c in posts.columns]]
+    empty = posts["text"].str.strip() == ""
+    if empty.all():
+        raise ValueError(f"{input_path} has no row with text")
+    if empty.any():
+        rows = [int(i) + 2 for i in posts.index[empty][:10]]  # file lines, header = 1
+        log.warning("%d row(s) of %s have no text and are left out (lines %s)",
+                    int(empty.sum()), input_path, rows)  # fmt: skip
+        posts = posts[~empty]
     params = None if threshold is None else {"threshold": float(threshold)}
     with tempfile.TemporaryDirectory() as tmp:
         local = mlflow.artifacts.download_artifacts(

@@ -1,33 +1,32 @@
-"""The `register` job: put a training run's best checkpoint into the Model Registry.
+"""The `register` job: put a training run's model into the Model Registry.
 
-The checkpoint (``checkpoints/best_checkpoint.pt``) is a plain dict loaded with
-``weights_only=True``; the model is rebuilt from the config inside it, with the
-encoder built from its Hugging Face config (no download), logged into the same
-run as the criteria pyfunc, and registered with tags and a description.
+A training run logs its best checkpoint as an MLflow 3 logged model; the new version
+points at that model (one copy of the files). A run without one (trained before logged
+models, or whose model waited in a journal) gets one from its checkpoint first: the model
+is rebuilt from the config inside it (encoder from its Hugging Face config, no download)
+and logged. Versions get tags (task, encoder, the checkpoint's metric) and a description.
 """
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
-import torch
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
-from transformers import AutoModel
 
-from psy_agents_noaug.models.classifier import CriteriaClassifier
-from psy_agents_noaug.models.encoders import encoder_config, load_tokenizer
-from psy_agents_noaug.models.serving import log_criteria_model
-from psy_agents_noaug.registry.versions import canonical_stage, register_run_artifact
+from psy_agents_noaug.models.encoders import load_tokenizer
+from psy_agents_noaug.models.factory import model_from_checkpoint
+from psy_agents_noaug.models.serving import MODEL_NAME, log_criteria_model
+from psy_agents_noaug.registry.versions import canonical_stage, register_logged_model
+from psy_agents_noaug.training.checkpoints import (
+    CHECKPOINT_ARTIFACT,
+    CheckpointError,
+    download_run_checkpoint,
+)
+from psy_agents_noaug.training.recipe import encoding_spec
 
-CHECKPOINT_ARTIFACT = "checkpoints/best_checkpoint.pt"
-REGISTERED_ARTIFACT = "best_model"
-"""Run folder of the pyfunc built from the best checkpoint; reused when registering again."""
-
-_REQUIRED_MODEL_KEYS = ("encoder_name", "pooling", "dropout", "max_length")
+_REQUIRED_MODEL_KEYS = ("encoder_name", "dropout", "max_length")
 
 
 def register_from_run(
@@ -40,9 +39,8 @@ def register_from_run(
     description: str | None = None,
     aliases: Iterable[str] | None = None,
     archive_existing: bool = True,
-    artifact_path: str = REGISTERED_ARTIFACT,
 ) -> ModelVersion:
-    """Register the best checkpoint of a training run as a new version of ``name``.
+    """Register the model of a training run as a new version of ``name``.
 
     Args:
         run_id: A training run with ``checkpoints/best_checkpoint.pt``.
@@ -54,8 +52,6 @@ def register_from_run(
         description: Version description; default says task, encoder, metric and run.
         aliases: Extra aliases for the new version.
         archive_existing: Archive the versions already in ``stage``.
-        artifact_path: Run folder for the pyfunc; if the run already has a model
-            there (an earlier registration), it is reused, not logged again.
 
     Returns:
         The new, promoted model version.
@@ -85,19 +81,23 @@ def register_from_run(
     if description is None:
         description = _describe(task, model_cfg, metric_name, best, checkpoint, run_id)
 
-    if not _has_model(client, run_id, artifact_path):
-        model = rebuild_model(checkpoint)
-        log_criteria_model(
-            model,
+    model_id = logged_model_of(client, run_id)
+    if model_id is None:
+        info = log_criteria_model(
+            model_from_checkpoint(checkpoint),
             load_tokenizer(model_cfg["encoder_name"]),
             model_cfg,
-            artifact_path,
+            MODEL_NAME,
             run_id=run_id,
             tracking_uri=tracking_uri,
+            step=int(checkpoint.get("epoch") or 0),
+            encoding=encoding_spec(config),
+            thresholds=checkpoint.get("thresholds"),
         )
-    return register_run_artifact(
-        run_id,
-        artifact_path,
+        assert info.model_id is not None  # the store answered: it is a logged model
+        model_id = info.model_id
+    return register_logged_model(
+        model_id,
         name,
         stage=stage,
         tags=version_tags,
@@ -105,62 +105,42 @@ def register_from_run(
         aliases=aliases,
         archive_existing=archive_existing,
         tracking_uri=tracking_uri,
+        model_description=(
+            f"DSM-5 criteria classifiers ({task}): one version per registered training run; "
+            "posts in, nine decisions with their evidence sentences out."
+        ),
     )
+
+
+def logged_model_of(client: MlflowClient, run_id: str) -> str | None:
+    """The newest READY logged model of a run, or None."""
+    from mlflow.entities import LoggedModelStatus
+
+    experiment_id = client.get_run(run_id).info.experiment_id
+    found = client.search_logged_models(
+        experiment_ids=[experiment_id],
+        filter_string=f"source_run_id = '{run_id}' AND name = '{MODEL_NAME}'",
+        order_by=[{"field_name": "creation_timestamp", "ascending": False}],
+    )
+    ready = [m for m in found if m.status == LoggedModelStatus.READY]
+    return ready[0].model_id if ready else None
 
 
 def load_run_checkpoint(client: MlflowClient, run_id: str) -> dict[str, Any]:
     """Download and safely load a run's best checkpoint (``weights_only=True``).
 
     Raises:
-        ValueError: No such run, no best checkpoint, or one without ``config.model``.
+        CheckpointError: No such run, no best checkpoint, or one without ``config.model``.
     """
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.get_run(run_id)
-    except MlflowException as exc:
-        raise ValueError(f"no run {run_id!r} in this tracking store: {exc.message}") from None
-    folder, filename = CHECKPOINT_ARTIFACT.rsplit("/", 1)
-    if filename not in {Path(a.path).name for a in client.list_artifacts(run_id, folder)}:
-        raise ValueError(
-            f"run {run_id} has no artifact {CHECKPOINT_ARTIFACT}; register a run that "
-            "finished at least one validation epoch"
-        )
-    with tempfile.TemporaryDirectory() as tmp:
-        path = client.download_artifacts(run_id, CHECKPOINT_ARTIFACT, tmp)
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(checkpoint, dict):
-        raise ValueError(f"{CHECKPOINT_ARTIFACT} of run {run_id} is not a checkpoint dict")
+    checkpoint = download_run_checkpoint(client, run_id)
     model_cfg = checkpoint.get("config", {}).get("model", {})
     missing = [k for k in _REQUIRED_MODEL_KEYS if k not in model_cfg]
-    if "model_state_dict" not in checkpoint:
-        missing.append("model_state_dict")
     if missing:
-        raise ValueError(
-            f"{CHECKPOINT_ARTIFACT} of run {run_id} cannot rebuild the model: it needs "
-            f"model_state_dict and config.model with {list(_REQUIRED_MODEL_KEYS)}; "
-            f"missing {missing}"
+        raise CheckpointError(
+            f"{CHECKPOINT_ARTIFACT} of run {run_id} cannot rebuild the model: its "
+            f"config.model lacks {missing}"
         )
     return checkpoint
-
-
-def rebuild_model(checkpoint: Mapping[str, Any]) -> CriteriaClassifier:
-    """The classifier from a checkpoint: encoder from its HF config, then the saved weights."""
-    model_cfg = checkpoint["config"]["model"]
-    encoder = AutoModel.from_config(encoder_config(model_cfg["encoder_name"]))
-    num_labels = int(checkpoint["config"].get("task", {}).get("num_labels", 2))
-    model = CriteriaClassifier(
-        encoder, num_labels, pooling=model_cfg["pooling"], dropout=float(model_cfg["dropout"])
-    )
-    missing, unexpected = model.load_state_dict(checkpoint["model_state_dict"], strict=False)
-    bad = [k for k in missing if not k.startswith("encoder.pooler.")] + list(unexpected)
-    if bad:
-        raise ValueError(f"checkpoint weights do not match {model_cfg['encoder_name']}: {bad[:10]}")
-    return model.eval()
-
-
-def _has_model(client: MlflowClient, run_id: str, artifact_path: str) -> bool:
-    return any(Path(a.path).name == "MLmodel" for a in client.list_artifacts(run_id, artifact_path))
 
 
 def _metric_tag(metric_name: str) -> str:
@@ -180,15 +160,13 @@ def _describe(
     epoch = checkpoint.get("epoch")
     at = f" at epoch {epoch}" if epoch is not None else ""
     return (
-        f"{task} classifier ({model_cfg['encoder_name']}, {model_cfg['pooling']} pooling)"
+        f"{task} classifier ({model_cfg['encoder_name']}, {model_cfg.get('framing', 'multilabel')})"
         f"{score}{at}; best checkpoint of run {run_id}."
     )
 
 
 __all__ = [
-    "CHECKPOINT_ARTIFACT",
-    "REGISTERED_ARTIFACT",
     "load_run_checkpoint",
-    "rebuild_model",
+    "logged_model_of",
     "register_from_run",
 ]

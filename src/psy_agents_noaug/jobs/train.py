@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from psy_agents_noaug.config import config_to_dict, flatten_params
+from psy_agents_noaug.config import config_to_dict, training_params
 from psy_agents_noaug.tracking import tags
 from psy_agents_noaug.training.distributed import (
     SINGLE,
@@ -32,6 +33,7 @@ from psy_agents_noaug.training.train_loop import EpochCallback, Trainer
 log = logging.getLogger(__name__)
 
 CONFIG_ARTIFACT = "config.yaml"
+FIGURES_ARTIFACT = "figures"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -62,30 +64,6 @@ def build_scheduler(optimizer: torch.optim.Optimizer, sched_cfg: Any, total_step
     )
 
 
-def load_splits(cfg: DictConfig) -> Any:
-    """The (post, criterion) pairs split by post id, from the configured CSVs or the sample."""
-    from psy_agents_noaug.data.pairs import build_criteria_pairs, split_by_post
-    from psy_agents_noaug.data.redsm5 import load_redsm5
-    from psy_agents_noaug.data.sample import sample_paths
-
-    if cfg.data.posts_path is None:
-        posts_path, annotations_path = sample_paths()
-    else:
-        posts_path, annotations_path = Path(cfg.data.posts_path), Path(cfg.data.annotations_path)
-    data = load_redsm5(posts_path, annotations_path)
-    if data.dropped:
-        log.warning(
-            "dropped %d annotation rows: %s", len(data.dropped), "; ".join(data.dropped[:5])
-        )
-    pairs = build_criteria_pairs(data)
-    return split_by_post(
-        pairs,
-        val_fraction=cfg.data.val_fraction,
-        test_fraction=cfg.data.test_fraction,
-        seed=cfg.seed,
-    )
-
-
 @dataclass
 class Prepared:
     """Everything a training run needs, built before any run exists (so errors leave none)."""
@@ -95,30 +73,51 @@ class Prepared:
     train_loader: Any
     val_loader: Any
     device: torch.device
+    criterion: nn.Module
+    task: Any
+    data_params: dict[str, str]
+    datasets: dict[str, Any]
     distributed: DistContext = SINGLE
+    #: The checkpoint ``resume_from`` names, checked against this model and config.
+    resume: dict[str, Any] | None = None
 
 
 def prepare(cfg: DictConfig, distributed: DistContext = SINGLE) -> Prepared:
-    """Seed, read and split the data, build the model and loaders; raises on user mistakes."""
+    """Seed, read and split the data, window it, build the model, loss and loaders.
+
+    Raises:
+        DataError, ConfigError, EncoderNotFoundError: user mistakes, before any run exists.
+    """
     from transformers import set_seed
 
     from psy_agents_noaug.data.dataset import build_dataloaders
     from psy_agents_noaug.models.factory import build_model
+    from psy_agents_noaug.training import recipe
 
     set_seed(cfg.seed)
     device = resolve_device(cfg.device)
-    splits = load_splits(cfg)
-    classifier, tokenizer = build_model(cfg.model, cfg.task.num_labels, seed=cfg.seed)
+    splits = recipe.load_splits(cfg)
+    classifier, tokenizer = build_model(cfg.model, seed=cfg.seed)
+    resume = _resume_checkpoint(cfg, classifier) if cfg.get("resume_from") else None
     model: nn.Module = classifier
-    train_loader, val_loader, _ = build_dataloaders(
-        splits,
+    spec = recipe.encoding_spec(cfg)
+    train_loader, val_loader = build_dataloaders(
+        [splits.train, splits.val],
         tokenizer,
-        max_length=cfg.model.max_length,
+        spec,
         batch_size=cfg.training.batch_size,
         eval_batch_size=cfg.training.eval_batch_size,
         seed=cfg.seed,
         num_workers=cfg.training.num_workers,
     )
+    data_params: dict[str, str] = {}
+    stats = {}
+    for split, loader in (("train", train_loader), ("val", val_loader)):
+        stats[split] = loader.dataset.stats()  # type: ignore[attr-defined]
+        recipe.warn_cut_posts(split, stats[split], spec.max_windows)
+        data_params.update(stats[split].as_params(split))
+    datasets = recipe.split_datasets(cfg.data, splits, stats)
+    criterion = recipe.build_loss(splits.train, train_loader.dataset, cfg.training)  # type: ignore[arg-type]
     if distributed.enabled:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -128,7 +127,41 @@ def prepare(cfg: DictConfig, distributed: DistContext = SINGLE) -> Prepared:
             model.to(device), device_ids=[distributed.local_rank] if device.type == "cuda" else None
         )
         train_loader, val_loader = shard_loaders(train_loader, val_loader, distributed, cfg.seed)
-    return Prepared(model, tokenizer, train_loader, val_loader, device, distributed)
+    task = recipe.criteria_task(tune=True)
+    return Prepared(
+        model, tokenizer, train_loader, val_loader, device, criterion, task, data_params,
+        datasets, distributed, resume,
+    )  # fmt: skip
+
+
+def _resume_checkpoint(cfg: DictConfig, model: nn.Module) -> dict[str, Any]:
+    """The checkpoint ``resume_from`` names, once it is known to fit (before any run exists).
+
+    Raises:
+        CheckpointError: Not found, unreadable, at or past ``num_epochs``, or weights
+            that do not fit ``model``.
+    """
+    from psy_agents_noaug.training.checkpoints import CheckpointError, checkpoint_from
+
+    source = str(cfg.resume_from)
+    checkpoint = checkpoint_from(source, cfg.mlflow.tracking_uri)
+    epoch = int(checkpoint.get("epoch", 0))
+    if epoch >= cfg.training.num_epochs:
+        raise CheckpointError(
+            f"resume_from={source} is at epoch {epoch} and training.num_epochs is "
+            f"{cfg.training.num_epochs}: set training.num_epochs above {epoch} to train further"
+        )
+    try:
+        model.load_state_dict(checkpoint["model_state_dict"])
+    except RuntimeError as exc:
+        saved = (checkpoint.get("config") or {}).get("model", {}).get("encoder_name", "?")
+        first = str(exc).strip().splitlines()[1:2] or [""]
+        raise CheckpointError(
+            f"resume_from={source} holds a {saved} model whose weights do not fit "
+            f"model.encoder_name={cfg.model.encoder_name}: pass the model it was trained "
+            f"with ({first[0].strip()[:120]})"
+        ) from None
+    return checkpoint
 
 
 def train_from_config(
@@ -139,13 +172,13 @@ def train_from_config(
 ) -> dict[str, Any]:
     """Train one model from `cfg` inside the caller's active MLflow run (if any).
 
-    Logs params (dotted config keys), ``config.yaml`` and every Trainer metric into
-    the active run; never ends a run it did not start. With ``mlflow.enabled=false``
-    nothing is tracked.
+    Logs params (dotted config keys, the data's windowing statistics), ``config.yaml``
+    and every Trainer metric into the active run; never ends a run it did not start. With
+    ``mlflow.enabled=false`` nothing is tracked.
 
     Returns:
-        The Trainer's results (``best_val_f1_macro``, ``best_epoch``, ``total_steps``, …)
-        plus ``model`` and ``tokenizer`` for callers that want to save them.
+        The Trainer's results (``best_val_f1_macro``, ``best_epoch``, ``total_steps``,
+        ``thresholds``, …) plus ``model`` and ``tokenizer`` for callers that save them.
     """
     p = prepared or prepare(cfg)
     optimizer = build_optimizer(p.model, cfg.training.optimizer)
@@ -155,13 +188,14 @@ def train_from_config(
     )
     track = bool(cfg.mlflow.enabled)
     if track:
-        _log_config(cfg)
+        _log_config(cfg, p.data_params)
+        _log_datasets(p.datasets)
     trainer = Trainer(
         p.model,
         p.train_loader,
         p.val_loader,
         optimizer,
-        nn.CrossEntropyLoss(),
+        p.criterion,
         p.device,
         num_epochs=cfg.training.num_epochs,
         logging_steps=cfg.training.logging_steps,
@@ -180,15 +214,43 @@ def train_from_config(
         track=track,
         progress=cfg.progress,
         distributed=p.distributed,
+        task=p.task,
+        save_optimizer=cfg.training.save_optimizer,
     )
+    if p.resume is not None:
+        trainer.resume(p.resume)
     results = trainer.train()
     model = getattr(p.model, "module", p.model)  # unwrap DistributedDataParallel
-    results.update(model=model, tokenizer=p.tokenizer, trainer=trainer)
+    results.update(model=model, tokenizer=p.tokenizer, trainer=trainer, best_checkpoint=None)
+    path = results.get("checkpoint_path")
+    if path:
+        from psy_agents_noaug.training.checkpoints import load_checkpoint
+
+        results["best_checkpoint"] = load_checkpoint(path)
+        if cfg.training.save_dir is None:  # a temporary folder: uploaded (or journaled) now
+            shutil.rmtree(Path(path).parent, ignore_errors=True)
+            results["checkpoint_path"] = None
     return results
 
 
-def _log_config(cfg: DictConfig) -> None:
-    """Dotted config keys as params and the resolved config as ``config.yaml``.
+def _log_datasets(datasets: dict[str, Any]) -> None:
+    """The splits as the run's dataset inputs (the runs table's Dataset column)."""
+    import mlflow
+
+    from psy_agents_noaug.tracking.datasets import CONTEXTS
+
+    if mlflow.active_run() is None:
+        return
+    for split, dataset in datasets.items():
+        try:
+            mlflow.log_input(dataset, context=CONTEXTS[split])
+        except Exception as exc:  # the record of the data is not worth a failed training
+            log.warning("could not log the %s dataset input: %s", split, exc)
+
+
+def _log_config(cfg: DictConfig, data_params: dict[str, str]) -> None:
+    """Dotted config keys (and the data's windowing statistics) as params, the resolved
+    config as ``config.yaml``.
 
     Both go through the metric sink, so a store that is down for a moment (a server
     restart between two HPO trials) delays them instead of failing the training.
@@ -201,7 +263,7 @@ def _log_config(cfg: DictConfig) -> None:
     if run is None:
         return
     sink = get_sink(run.info.run_id)
-    sink.log_params({k: v[:6000] for k, v in flatten_params(cfg).items()})
+    sink.log_params({**{k: v[:6000] for k, v in training_params(cfg).items()}, **data_params})
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / CONFIG_ARTIFACT
         path.write_text(OmegaConf.to_yaml(OmegaConf.create(config_to_dict(cfg))))
@@ -243,6 +305,7 @@ def run_train(cfg: DictConfig) -> dict[str, Any]:
 
 def _run_tracked(cfg: DictConfig, distributed: DistContext) -> dict[str, Any]:
     from psy_agents_noaug.tracking import TrackedRun, prepare_store, setup_experiment
+    from psy_agents_noaug.tracking.lifecycle import deferred_interrupts
     from psy_agents_noaug.tracking.sink import prestart
 
     uri = cfg.mlflow.tracking_uri
@@ -260,6 +323,8 @@ def _run_tracked(cfg: DictConfig, distributed: DistContext) -> dict[str, Any]:
         tags.ENCODER: cfg.model.encoder_name,
         tags.WORLD_SIZE: str(distributed.world_size),
     }
+    if cfg.get("resume_from"):
+        run_tags[tags.RESUMED_FROM] = str(cfg.resume_from)
     with TrackedRun.start(
         uri,
         experiment_id,
@@ -270,20 +335,24 @@ def _run_tracked(cfg: DictConfig, distributed: DistContext) -> dict[str, Any]:
         results = train_from_config(cfg, prepared=prepared)
         kept = results.get("checkpoint_path")
         extra = f"; the best checkpoint is kept at {kept}" if kept else ""
-        try:
-            _log_model(results, cfg, run.sink)
-        except Exception as exc:
-            raise _artifact_error(run.run_id, "the model", exc, extra) from None
+        with deferred_interrupts("the model's upload"):  # whole, or marked FAILED
+            try:
+                model_info = _log_model(results, cfg, run, prepared)
+            except Exception as exc:
+                raise _artifact_error(run.run_id, "the model", exc, extra) from None
+        _log_figures(results, run.sink, prepared.task.names)
         refused = [text for run_id, text in run.sink.flush().refused if run_id == run.run_id]
         if refused:  # a full or read-only artifact location: the copies wait in the journal
             raise _artifact_error(run.run_id, "the artifacts", refused[0], extra)
-        if cfg.register:
-            run.sink.flush()  # the model is in the store before the registry points at it
-            results["model_version"] = _register(results, cfg)
+        if cfg.register and model_info is not None and model_info.model_id is not None:
+            results["model_version"] = _register(run.run_id, cfg)
+        results["model_uri"] = model_info.model_uri if model_info is not None else None
+        run.sink.set_tags({tags.DESCRIPTION: _run_description(cfg, results, prepared)})
         stop = results["stop_reason"]
         run.status, run.reason = stop.run_status, results.get("message")
     results["run_id"] = run.run_id
     results["experiment_name"] = experiment
+    results["experiment_id"] = experiment_id
     results["synced"] = bool(run.result)
     results["journals"] = list(run.result.journals) if run.result is not None else []
     return results
@@ -311,29 +380,87 @@ def _repair_orphans(cfg: DictConfig, experiment: str) -> None:
         log.warning("run %s had lost its process (no heartbeat): marked FAILED", run_id)
 
 
-def _log_model(results: dict[str, Any], cfg: DictConfig, sink: Any) -> None:
-    """The text-in, probabilities-out model as the run's `model/` artifact (via the writer)."""
-    from psy_agents_noaug.models.serving import log_criteria_model
-    from psy_agents_noaug.training.checkpoints import load_checkpoint
+def _log_model(results: dict[str, Any], cfg: DictConfig, run: Any, prepared: Prepared) -> Any:
+    """The best checkpoint as the run's logged model, with that epoch's validation metrics."""
+    from psy_agents_noaug.models.serving import MODEL_NAME, log_criteria_model
+    from psy_agents_noaug.training.recipe import encoding_spec
 
-    best = results.get("checkpoint_path")
+    state = results.get("best_checkpoint")
+    if state is None:
+        return None  # no validation epoch finished: nothing worth serving
     model = results["model"]
-    if best:
-        model.load_state_dict(load_checkpoint(best)["model_state_dict"])
-    log_criteria_model(model.cpu(), results["tokenizer"], config_to_dict(cfg)["model"], sink=sink)
+    model.load_state_dict(state["model_state_dict"])
+    thresholds = state.get("thresholds") or results.get("thresholds") or {}
+    epoch = int(state.get("epoch") or results["best_epoch"])
+    row: dict[str, Any] = next((h for h in results["history"] if h.get("epoch") == epoch), {})
+    metrics = {f"epoch/{k}": v for k, v in row.items() if k.startswith("val_")}
+    val = prepared.datasets["val"]
+    model_cfg = config_to_dict(cfg)["model"]
+    params = {
+        "encoder_name": model_cfg["encoder_name"],
+        "framing": model_cfg["framing"],
+        "aggregation": model_cfg["aggregation"],
+        "max_length": model_cfg["max_length"],
+        "max_windows_per_post": cfg.data.max_windows_per_post,
+        "trained_on": prepared.datasets["train"].name,
+        **{f"threshold_{k}": v for k, v in thresholds.items()},
+    }
+    return log_criteria_model(
+        model.cpu(),
+        results["tokenizer"],
+        model_cfg,
+        MODEL_NAME,
+        run_id=run.run_id,
+        tracking_uri=cfg.mlflow.tracking_uri,
+        step=epoch,
+        encoding=encoding_spec(cfg),
+        thresholds=thresholds,
+        metrics=metrics,
+        metrics_timestamp_ms=row.get("timestamp_ms"),
+        dataset=(val.name, val.digest),
+        params=params,
+        sink=run.sink,
+    )
 
 
-def _register(results: dict[str, Any], cfg: DictConfig) -> Any:
-    import mlflow
+def _log_figures(results: dict[str, Any], sink: Any, names: Any) -> None:
+    """PR curves, confusion, threshold sweep and reliability of the best epoch (validation)."""
+    from psy_agents_noaug.training.figures import write_figures
 
+    predictions = results.get("val_predictions")
+    thresholds = results.get("thresholds")
+    if predictions is None or not thresholds:
+        return
+    labels, probs = predictions
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            paths = write_figures(
+                labels, probs, names, [thresholds[n] for n in names], Path(tmp), split="val"
+            )
+        except Exception as exc:  # a figure is never worth a failed run
+            log.warning("could not draw the validation figures: %s", exc)
+            return
+        for path in paths:
+            sink.log_artifact(path, FIGURES_ARTIFACT, mode="move")
+
+
+def _run_description(cfg: DictConfig, results: dict[str, Any], prepared: Prepared) -> str:
+    train = prepared.datasets["train"]
+    return (
+        f"{cfg.model.name} ({cfg.model.encoder_name}) criteria classifier, {cfg.model.framing} "
+        f"framing, trained on {train.name} ({train.profile['posts']} posts): best validation "
+        f"macro F1 {results['best_val_f1_macro']:.3f} at epoch {results['best_epoch']} of "
+        f"{results['total_epochs']}."
+        + (f" Resumed from {cfg.resume_from}." if cfg.get("resume_from") else "")
+    )
+
+
+def _register(run_id: str, cfg: DictConfig) -> Any:
     from psy_agents_noaug.jobs.register import register_from_run
 
-    run = mlflow.active_run()
-    assert run is not None
     return register_from_run(
-        run.info.run_id,
+        run_id,
         name=f"{cfg.task.name}_classifier",
         stage="Staging",
         tracking_uri=cfg.mlflow.tracking_uri,
-        artifact_path="model",
     )

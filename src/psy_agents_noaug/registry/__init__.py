@@ -18,7 +18,7 @@ from psy_agents_noaug.registry.versions import (
     STAGES,
     canonical_stage,
     promote_model_version,
-    register_run_artifact,
+    register_logged_model,
 )
 
 __all__ = [
@@ -29,8 +29,8 @@ __all__ = [
     "derive_example",
     "infer_tensor_signature",
     "promote_model_version",
+    "register_logged_model",
     "register_model",
-    "register_run_artifact",
     "save_model_to_mlflow",
     "synthetic_like",
 ]

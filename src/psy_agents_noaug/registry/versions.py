@@ -8,12 +8,18 @@ production model".
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+import mlflow
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
+
+from psy_agents_noaug.tracking import tags as tags_
 
 STAGES: tuple[str, ...] = ("Staging", "Production", "Archived")
 """Registry stages accepted (case-insensitive)."""
@@ -36,9 +42,8 @@ def canonical_stage(stage: str | None) -> str | None:
     raise ValueError(f"stage must be one of {', '.join(STAGES)} or None, got {stage!r}")
 
 
-def register_run_artifact(
-    run_id: str,
-    artifact_path: str,
+def register_logged_model(
+    model_id: str,
     model_name: str,
     *,
     stage: str | None = None,
@@ -47,34 +52,49 @@ def register_run_artifact(
     aliases: Iterable[str] | None = None,
     archive_existing: bool = True,
     tracking_uri: str | None = None,
+    model_description: str | None = None,
 ) -> ModelVersion:
-    """Register an MLflow model stored in a run's artifacts (e.g. its ``model/``) and promote it.
+    """Register an MLflow 3 logged model (``models:/<model_id>``) and promote it.
+
+    The version points at the logged model itself: one copy of the files, and the logged
+    model lists its versions (the ``mlflow.modelVersions`` tag MLflow's UI reads).
 
     Args:
-        run_id: The run holding ``<artifact_path>/MLmodel``.
-        artifact_path: The model's folder in the run's artifacts.
+        model_id: A READY logged model.
         model_name: Registered model name (created on first use).
-        stage: See :func:`register_model`.
-        tags: See :func:`register_model`.
-        description: See :func:`register_model`.
-        aliases: See :func:`register_model`.
-        archive_existing: See :func:`register_model`.
+        stage: See :func:`promote_model_version`.
+        tags: Version tags.
+        description: Version description.
+        aliases: Extra aliases.
+        archive_existing: See :func:`promote_model_version`.
         tracking_uri: The store (its registry too); ``None`` uses MLflow's current one.
-
-    Returns:
-        The new, promoted :class:`~mlflow.entities.model_registry.ModelVersion`.
+        model_description: The registered model's description, when it has none yet.
 
     Raises:
-        ValueError: Unknown ``stage``, an empty ``model_name`` or a bad alias.
+        ValueError: Unknown ``stage``, an empty name, a bad alias, or a model that is not
+            READY (its upload failed or was interrupted).
     """
+    from mlflow.entities import LoggedModelStatus
+
     canonical = canonical_stage(stage)
     if not isinstance(model_name, str) or not model_name.strip():
         raise ValueError(f"model_name must be a non-empty string, got {model_name!r}")
     alias_list = check_aliases(aliases)
     client = _client(tracking_uri)
-    source = client.get_run(run_id).info.artifact_uri.rstrip("/") + "/" + artifact_path
-    _ensure_registered_model(client, model_name)
-    version = client.create_model_version(model_name, source, run_id=run_id)
+    logged = client.get_logged_model(model_id)
+    if logged.status != LoggedModelStatus.READY:
+        raise ValueError(
+            f"logged model {model_id} is {logged.status}, not READY (its upload failed or was "
+            "interrupted): only a complete model can be registered"
+        )
+    _ensure_registered_model(client, model_name, model_description)
+    with _process_tracking_uri(tracking_uri):
+        version = client.create_model_version(
+            model_name, f"models:/{model_id}", run_id=logged.source_run_id, model_id=model_id
+        )
+    listed = json.loads(logged.tags.get(tags_.MODEL_VERSIONS) or "[]")
+    listed.append({"name": model_name, "version": str(version.version)})
+    client.set_logged_model_tags(model_id, {tags_.MODEL_VERSIONS: json.dumps(listed)})
     return promote_model_version(
         model_name,
         version.version,
@@ -159,19 +179,41 @@ def check_aliases(aliases: Iterable[str] | None) -> list[str]:
     return out
 
 
+@contextlib.contextmanager
+def _process_tracking_uri(tracking_uri: str | None) -> Iterator[None]:
+    """MLflow's SQL registry resolves ``models:/<id>`` through the process-wide tracking URI
+    (a TODO in its code), not the client's: point it at this store for the call."""
+    if tracking_uri is None:
+        yield
+        return
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
 def _client(tracking_uri: str | None) -> MlflowClient:
     if tracking_uri is None:
         return MlflowClient()
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
-def _ensure_registered_model(client: MlflowClient, name: str) -> None:
+def _ensure_registered_model(
+    client: MlflowClient, name: str, description: str | None = None
+) -> None:
     from mlflow.exceptions import MlflowException
     from mlflow.protos.databricks_pb2 import ALREADY_EXISTS, RESOURCE_ALREADY_EXISTS, ErrorCode
 
     try:
-        client.create_registered_model(name)
+        client.create_registered_model(name, description=description)
     except MlflowException as exc:
         exists = {ErrorCode.Name(RESOURCE_ALREADY_EXISTS), ErrorCode.Name(ALREADY_EXISTS)}
         if exc.error_code not in exists:
             raise
+        if description and not client.get_registered_model(name).description:
+            client.update_registered_model(name, description=description)

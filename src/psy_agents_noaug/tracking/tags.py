@@ -14,6 +14,8 @@ DESCRIPTION = "mlflow.note.content"
 #: Nests a run under its parent in the runs table.
 PARENT_RUN_ID = "mlflow.parentRunId"
 RUN_NAME = "mlflow.runName"
+#: On a logged model: the registry versions made from it (MLflow's UI lists them).
+MODEL_VERSIONS = "mlflow.modelVersions"
 #: How MLflow 3's UI decides an experiment's landing view (runs table vs. GenAI overview).
 EXPERIMENT_KIND = "mlflow.experimentKind"
 EXPERIMENT_KIND_TRAINING = "custom_model_development"
@@ -28,7 +30,12 @@ END_REASON = "psy_agents.end_reason"
 #: When `psy-agents doctor` (or sync) ended a run whose owner was gone.
 REPAIRED_AT = "psy_agents.repaired_at"
 
+#: On an HPO trial run whose checkpoint was deleted to save disk: why.
+CHECKPOINT = "psy_agents.checkpoint"
+
 # --- what a run is ------------------------------------------------------------------------
+#: On a run started with ``resume_from=``: the run id or checkpoint path it continues.
+RESUMED_FROM = "psy_agents.resumed_from"
 TASK = "task"
 ENCODER = "encoder"
 WORLD_SIZE = "world_size"

@@ -1,11 +1,30 @@
-"""Validation metrics for binary/multi-class classification (scikit-learn does the maths)."""
+"""Validation metrics (scikit-learn does the maths).
+
+* :func:`classification_metrics`: single-label classification (the generic Trainer).
+* :func:`criteria_metrics`: nine yes/no criteria per post: F1, precision, recall, AUPRC
+  and AUROC per criterion; their macro means; micro F1 over every decision.
+* :func:`tune_thresholds`: the decision threshold per criterion that maximises its F1.
+"""
 
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
+
+#: Thresholds tried per criterion: a coarse grid generalises better than the exact
+#: probabilities of a few validation positives.
+THRESHOLD_GRID = tuple(round(t, 2) for t in np.arange(0.05, 0.951, 0.05))
 
 
 def classification_metrics(
@@ -34,6 +53,74 @@ def _auroc(labels: np.ndarray, probs: np.ndarray) -> float:
     return float(roc_auc_score(labels, probs, multi_class="ovr"))
 
 
+def tune_thresholds(labels: np.ndarray, probs: np.ndarray) -> list[float]:
+    """Per column, the grid threshold with the best F1 (ties: nearest 0.5; no positive: 0.5)."""
+    thresholds = []
+    for column in range(labels.shape[1]):
+        y = labels[:, column] >= 0.5
+        if not y.any():
+            thresholds.append(0.5)
+            continue
+        scores = [
+            (f1_score(y, probs[:, column] >= t, zero_division=0), -abs(t - 0.5), t)
+            for t in THRESHOLD_GRID
+        ]
+        thresholds.append(float(max(scores)[2]))
+    return thresholds
+
+
+def criteria_metrics(
+    labels: np.ndarray,
+    probs: np.ndarray,
+    names: Sequence[str],
+    thresholds: Sequence[float],
+    *,
+    prefix: str = "val_",
+) -> dict[str, float]:
+    """Per-criterion and overall metrics of [posts, criteria] labels and probabilities.
+
+    Returns ``<prefix>f1_<name>`` and ``<prefix>auprc_<name>`` per criterion and
+    ``<prefix>f1_macro``, ``f1_micro``, ``precision_macro``, ``recall_macro``,
+    ``auprc_macro``, ``auroc``, ``accuracy``.
+    AUPRC/AUROC of a criterion with no positive (or no negative) are NaN, and left out of
+    the macro means.
+    """
+    y = labels >= 0.5
+    decided = probs >= np.asarray(thresholds)[None, :]
+    out: dict[str, float] = {}
+    f1s, precisions, recalls, auprcs, aurocs = [], [], [], [], []
+    for column, name in enumerate(names):
+        truth, pred, score = y[:, column], decided[:, column], probs[:, column]
+        f1 = float(f1_score(truth, pred, zero_division=0))
+        precision = float(precision_score(truth, pred, zero_division=0))
+        recall = float(recall_score(truth, pred, zero_division=0))
+        auprc = float(average_precision_score(truth, score)) if truth.any() else math.nan
+        auroc = float(roc_auc_score(truth, score)) if 0 < truth.sum() < len(truth) else math.nan
+        out[f"f1_{name}"], out[f"auprc_{name}"] = f1, auprc
+        f1s.append(f1)
+        precisions.append(precision)
+        recalls.append(recall)
+        auprcs.append(auprc)
+        aurocs.append(auroc)
+    out["f1_macro"] = float(np.mean(f1s))
+    out["f1_micro"] = float(f1_score(y.ravel(), decided.ravel(), zero_division=0))
+    out["precision_macro"] = float(np.mean(precisions))
+    out["recall_macro"] = float(np.mean(recalls))
+    out["auprc_macro"] = _nanmean(auprcs)
+    out["auroc"] = _nanmean(aurocs)
+    out["accuracy"] = float((y == decided).mean()) if y.size else math.nan
+    return {f"{prefix}{k}": v for k, v in out.items()}
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    if not finite:
+        return math.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(np.mean(finite))
+
+
 def per_class_f1(labels: np.ndarray, preds: np.ndarray) -> float:
-    """F1 of the positive class (used per criterion by `evaluate`)."""
+    """F1 of the positive class."""
     return float(f1_score(labels, preds, average="binary", zero_division=0))

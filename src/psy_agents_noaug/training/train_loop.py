@@ -17,6 +17,7 @@ import signal
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,10 @@ import torch
 from torch import nn
 
 from psy_agents_noaug.training.checkpoints import CHECKPOINT_DIR, CHECKPOINT_NAME, save_checkpoint
-from psy_agents_noaug.training.distributed import SINGLE, DistContext, all_reduce_sum, gather_cat
+from psy_agents_noaug.training.distributed import SINGLE, DistContext, all_reduce_sum
 from psy_agents_noaug.training.early_stopping import EarlyStopping
-from psy_agents_noaug.training.metrics import classification_metrics
+from psy_agents_noaug.training.evaluation import evaluate_loader, forward, split_batch
+from psy_agents_noaug.training.tasks import ClassificationTask
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +108,11 @@ class Trainer:
         progress: Show a progress bar per epoch.
         distributed: torchrun context; only rank 0 tracks and writes checkpoints, and
             validation metrics are computed from every rank's predictions.
+        task: How to score and judge batches (default: single-label classification with
+            softmax; :class:`~psy_agents_noaug.training.tasks.CriteriaTask` for the nine
+            criteria).
+        save_optimizer: Keep the optimizer's state in the checkpoint too (to resume
+            training; it doubles the file for Adam).
 
     Example:
         >>> trainer = Trainer(model, train_loader, val_loader, optimizer,  # doctest: +SKIP
@@ -140,6 +147,8 @@ class Trainer:
         track: bool = True,
         progress: bool = False,
         distributed: DistContext | None = None,
+        task: ClassificationTask | None = None,
+        save_optimizer: bool = False,
     ) -> None:
         for name, value, low in (
             ("num_epochs", num_epochs, 1),
@@ -177,10 +186,14 @@ class Trainer:
         self.epoch_end_callback = epoch_end_callback
         self.config = dict(config) if config is not None else None
         self.dist = distributed or SINGLE
+        self.task = task or ClassificationTask()
+        self.save_optimizer = save_optimizer
         self.track = track and self.dist.is_main
         self.progress = progress and self.dist.is_main
         self.global_step = 0
         self.history: list[dict[str, float]] = []
+        self.start_epoch = 1
+        self._resumed: Mapping[str, Any] | None = None
         self.run_id: str | None = None
         self._sink: Any = _NullSink()
         self._system: Any = None
@@ -201,47 +214,100 @@ class Trainer:
                 run.status, run.reason = stop.run_status, results.get("message")
             return results
 
-    @torch.no_grad()
+    def resume(self, checkpoint: Mapping[str, Any]) -> None:
+        """Continue from a checkpoint: training goes on at the epoch after it.
+
+        Restores the weights, the step count, the best value early stopping compares with,
+        the task's state (thresholds) and, when the checkpoint has them (saved with
+        ``save_optimizer=True``), the optimizer's and the scheduler's state; without them
+        the optimizer starts afresh (with a warning) and the scheduler is moved on to the
+        checkpoint's step.
+
+        Raises:
+            ValueError: The checkpoint is at or past ``num_epochs``.
+        """
+        epoch = int(checkpoint.get("epoch", 0))
+        if epoch >= self.num_epochs:
+            raise ValueError(
+                f"the checkpoint is at epoch {epoch}, and num_epochs is {self.num_epochs}: set "
+                f"training.num_epochs above {epoch} to train further"
+            )
+        getattr(self.model, "module", self.model).load_state_dict(checkpoint["model_state_dict"])
+        self.global_step = int(checkpoint.get("global_step", 0))
+        if "optimizer_state_dict" in checkpoint:
+            self.optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
+        else:
+            log.warning(
+                "the checkpoint has no optimizer state (it was saved without "
+                "training.save_optimizer=true): resuming with a fresh optimizer"
+            )
+        if self.scheduler is not None:
+            if "scheduler_state_dict" in checkpoint:
+                self.scheduler.load_state_dict(checkpoint["scheduler_state_dict"])
+            else:
+                with warnings.catch_warnings():  # "step() before optimizer.step()": intended
+                    warnings.simplefilter("ignore")
+                    for _ in range(self.global_step):
+                        self.scheduler.step()
+        self.early_stopping.update(float(checkpoint.get("best_metric", math.nan)))
+        self.task.load_checkpoint_state(checkpoint)
+        self.start_epoch = epoch + 1
+        self._resumed = checkpoint
+
     def evaluate(self, loader: Any = None, prefix: str = "val_") -> dict[str, float]:
-        """Loss and classification metrics on a loader (the validation loader by default)."""
-        loader = self.val_loader if loader is None else loader
-        self.model.eval()
-        loss_sum = torch.zeros((), device=self.device)
-        n = 0
-        all_probs, all_labels = [], []
-        for batch in loader:
-            inputs, labels = self._split(batch)
-            with self._autocast():
-                logits = _logits(
-                    self.model(**inputs) if isinstance(inputs, dict) else self.model(inputs)
-                )
-            loss_sum += self.criterion(logits.float(), labels) * labels.shape[0]
-            n += labels.shape[0]
-            all_probs.append(torch.softmax(logits.float(), dim=-1))
-            all_labels.append(labels)
-        if not all_probs:
-            all_probs.append(torch.zeros((0, 2), device=self.device))
-            all_labels.append(torch.zeros((0,), dtype=torch.long, device=self.device))
-        totals = all_reduce_sum(torch.stack([loss_sum, torch.tensor(float(n), device=self.device)]))
-        if totals[1].item() == 0:
-            raise ValueError("the evaluation loader is empty")
-        # One device->host copy per evaluation; with torchrun, every rank's predictions.
-        probs = gather_cat(torch.cat(all_probs).cpu()).numpy()
-        labels_np = gather_cat(torch.cat(all_labels).cpu()).numpy()
-        metrics = classification_metrics(labels_np, probs, prefix=prefix)
-        metrics[f"{prefix}loss"] = float(totals[0].item() / totals[1].item())
-        return metrics
+        """Loss and the task's metrics on a loader (the validation loader by default)."""
+        return evaluate_loader(
+            self.model,
+            self.val_loader if loader is None else loader,
+            self.task,
+            self.device,
+            prefix=prefix,
+            criterion=self.criterion,
+            autocast=self._autocast,
+        )
 
     # ------------------------------------------------------------------ the loop
+    def _warn_if_no_step_points(self) -> None:
+        """Say once, up front, when an interval is longer than the whole run.
+
+        With ``logging_steps`` (or ``system_metrics_interval``) above the run's total
+        optimizer steps the run would end without a single step point, silently.
+        """
+        try:
+            batches = len(self.train_loader)
+        except TypeError:  # an iterable without a length: the total is unknown
+            return
+        total = self.num_epochs * math.ceil(batches / self.accum)
+        intervals = [("logging_steps", self.logging_steps)]
+        if self.log_system_metrics:
+            intervals.append(("system_metrics_interval", self.system_metrics_interval))
+        for name, value in intervals:
+            if value > total:
+                log.warning(
+                    "%s=%d is larger than this run's %d optimizer steps (%d epochs x %d): "
+                    "the run gets no step points for it; lower %s to see them",
+                    name, value, total, self.num_epochs, math.ceil(batches / self.accum), name,
+                )  # fmt: skip
+
     def _fit(self) -> dict[str, Any]:
         self.model.to(self.device)
+        if self.track:
+            self._warn_if_no_step_points()
         save_dir = self.save_dir or Path(tempfile.mkdtemp(prefix="psy-agents-ckpt-"))
         save_dir.mkdir(parents=True, exist_ok=True)
         checkpoint_path = save_dir / CHECKPOINT_NAME
         best_epoch, best_metrics = 0, {}
+        best_state: dict[str, Any] = {}
+        best_predictions = None
+        if self._resumed is not None:  # the checkpoint is the best so far, until beaten
+            best_epoch = int(self._resumed.get("epoch", 0))
+            best_metrics = dict(self._resumed.get("val_metrics") or {})
+            best_state = self.task.checkpoint_state()
+            if self.dist.is_main:
+                save_checkpoint(checkpoint_path, self._resumed)
         stop_reason = StopReason.COMPLETED
-        epoch = 0
-        for epoch in range(1, self.num_epochs + 1):
+        epoch = self.start_epoch - 1
+        for epoch in range(self.start_epoch, self.num_epochs + 1):
             started = time.perf_counter()
             try:
                 train_metrics = self._train_epoch(epoch)
@@ -256,12 +322,19 @@ class Trainer:
                 **val_metrics,
                 "duration_seconds": time.perf_counter() - started,
             }
-            self._sink.log_dict({f"epoch/{k}": v for k, v in epoch_metrics.items()}, step=epoch)
-            self.history.append({"epoch": epoch, **epoch_metrics})
+            logged_at = int(time.time() * 1000)
+            self._sink.log_dict(
+                {f"epoch/{k}": v for k, v in epoch_metrics.items()},
+                step=epoch,
+                timestamp_ms=logged_at,
+            )
+            self.history.append({"epoch": epoch, "timestamp_ms": logged_at, **epoch_metrics})
             monitored = val_metrics.get(self.early_stopping_metric, math.nan)
             if self.early_stopping.update(monitored):
                 best_epoch, best_metrics = epoch, val_metrics
-                self._save_checkpoint(checkpoint_path, epoch, monitored)
+                best_state = self.task.checkpoint_state()
+                best_predictions = getattr(self.task, "last_predictions", None)
+                self._save_checkpoint(checkpoint_path, epoch, monitored, val_metrics)
             if self.epoch_end_callback is not None:
                 self.epoch_end_callback(epoch, dict(val_metrics))
             if self.early_stopping.should_stop and epoch < self.num_epochs:
@@ -275,6 +348,8 @@ class Trainer:
             "early_stopped": stop_reason != StopReason.COMPLETED,
             "stop_reason": stop_reason,
             "best_metrics": best_metrics,
+            "thresholds": best_state.get("thresholds"),
+            "val_predictions": best_predictions,
             "checkpoint_path": str(checkpoint_path) if checkpoint_path.exists() else None,
             "history": self.history,
             "run_id": self.run_id,
@@ -302,9 +377,11 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         seen = 0
+        decisions_total = 0
         step_loss = torch.zeros((), device=self.device)
         step_correct = torch.zeros((), device=self.device, dtype=torch.long)
         step_seen = 0
+        step_decisions = 0
         micro = 0
         step_started = time.perf_counter()
         sampler: Any = getattr(self.train_loader, "sampler", None)
@@ -316,16 +393,15 @@ class Trainer:
         for batch in self._progress(self.train_loader, epoch):
             inputs, labels = self._split(batch)
             with self._autocast():
-                logits = _logits(
-                    self.model(**inputs) if isinstance(inputs, dict) else self.model(inputs)
-                )
-                loss = self.criterion(logits.float(), labels)
+                output = self._forward(inputs)
+                loss = self.task.loss(self.criterion, output, labels)
             self._scaler.scale(loss / self.accum).backward()
-            detached = loss.detach()
-            batch_correct = (logits.detach().argmax(dim=-1) == labels).sum()
-            step_loss += detached * labels.shape[0]
-            step_correct += batch_correct
-            step_seen += labels.shape[0]
+            count = self.task.count(labels)
+            hits, decisions = self.task.correct(output, labels)
+            step_loss += loss.detach().float() * count
+            step_correct += hits
+            step_seen += count
+            step_decisions += decisions
             micro += 1
             if micro % self.accum:
                 continue
@@ -334,6 +410,7 @@ class Trainer:
             loss_sum += step_loss
             correct += step_correct
             seen += step_seen
+            decisions_total += step_decisions
             if self.global_step % check_every == 0 and not self._all_finite(step_loss):
                 raise NonFiniteLossError(
                     f"training stopped: the loss became {step_loss.item() / step_seen} at step "
@@ -345,7 +422,7 @@ class Trainer:
                 self._sink.log_dict(
                     {
                         "train/loss_step": step_loss / step_seen,
-                        "train/accuracy_step": step_correct / step_seen,
+                        "train/accuracy_step": step_correct / step_decisions,
                         "train/learning_rate": self.optimizer.param_groups[0]["lr"],
                         "train/batch_time_seconds": now - step_started,
                     },
@@ -356,6 +433,7 @@ class Trainer:
             step_loss = torch.zeros((), device=self.device)
             step_correct = torch.zeros((), device=self.device, dtype=torch.long)
             step_seen = 0
+            step_decisions = 0
             step_started = time.perf_counter()
         if micro % self.accum:  # a last partial accumulation still updates the weights
             self._optimizer_step()
@@ -363,16 +441,18 @@ class Trainer:
             loss_sum += step_loss
             correct += step_correct
             seen += step_seen
+            decisions_total += step_decisions
         totals = all_reduce_sum(
             torch.stack(
                 [
                     loss_sum,
                     correct.to(loss_sum.dtype),
                     torch.tensor(float(seen), device=self.device),
+                    torch.tensor(float(decisions_total), device=self.device),
                 ]
             )
         )
-        loss_total, correct_total, seen_total = totals.tolist()  # one sync per epoch
+        loss_total, correct_total, seen_total, decided_total = totals.tolist()  # one sync
         if seen_total == 0:
             raise ValueError("the training loader is empty")
         epoch_loss = loss_total / seen_total
@@ -381,7 +461,7 @@ class Trainer:
                 f"training stopped: the loss became {epoch_loss} in epoch {epoch}; lower the "
                 "learning rate or set a max_grad_norm"
             )
-        return {"train_loss": epoch_loss, "train_accuracy": correct_total / seen_total}
+        return {"train_loss": epoch_loss, "train_accuracy": correct_total / decided_total}
 
     def _all_finite(self, value: torch.Tensor) -> bool:
         finite = torch.isfinite(value).to(torch.float32).reshape(1)
@@ -401,14 +481,11 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
 
     # ------------------------------------------------------------------ helpers
-    def _split(self, batch: Any) -> tuple[Any, torch.Tensor]:
-        if isinstance(batch, Mapping):
-            inputs = {
-                k: v.to(self.device, non_blocking=True) for k, v in batch.items() if k != "labels"
-            }
-            return inputs, batch["labels"].to(self.device, non_blocking=True)
-        inputs, labels = batch
-        return inputs.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+    def _split(self, batch: Any) -> tuple[Any, Any]:
+        return split_batch(batch, self.device)
+
+    def _forward(self, inputs: Any) -> Any:
+        return forward(self.model, inputs)
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.use_amp:
@@ -422,23 +499,28 @@ class Trainer:
 
         return tqdm(loader, desc=f"epoch {epoch}/{self.num_epochs}", leave=True, unit="batch")
 
-    def _save_checkpoint(self, path: Path, epoch: int, metric: float) -> None:
+    def _save_checkpoint(
+        self, path: Path, epoch: int, metric: float, val_metrics: Mapping[str, float]
+    ) -> None:
         """A plain dict with what is needed to resume or rebuild (loadable weights_only)."""
         if not self.dist.is_main:
             return
         model = getattr(self.model, "module", self.model)  # unwrap DistributedDataParallel
-        save_checkpoint(
-            path,
-            {
-                "model_state_dict": model.state_dict(),
-                "optimizer_state_dict": self.optimizer.state_dict(),
-                "epoch": epoch,
-                "global_step": self.global_step,
-                "best_metric": float(metric),
-                "metric_name": self.early_stopping_metric,
-                "config": self.config,
-            },
-        )
+        state: dict[str, Any] = {
+            "model_state_dict": model.state_dict(),
+            "epoch": epoch,
+            "global_step": self.global_step,
+            "best_metric": float(metric),
+            "metric_name": self.early_stopping_metric,
+            "val_metrics": {k: float(v) for k, v in val_metrics.items()},
+            "config": self.config,
+            **self.task.checkpoint_state(),
+        }
+        if self.save_optimizer:
+            state["optimizer_state_dict"] = self.optimizer.state_dict()
+            if self.scheduler is not None:
+                state["scheduler_state_dict"] = self.scheduler.state_dict()
+        save_checkpoint(path, state)
 
     # ------------------------------------------------------------------ tracking
     @contextlib.contextmanager
@@ -485,10 +567,6 @@ class Trainer:
             with contextlib.suppress(Exception):
                 self._system.close()
             self._system = None
-
-
-def _logits(output: Any) -> torch.Tensor:
-    return output.logits if hasattr(output, "logits") else output
 
 
 def _make_system_logger(device: torch.device) -> Any:

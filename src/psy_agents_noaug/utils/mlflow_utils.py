@@ -14,8 +14,8 @@ from psy_agents_noaug.registry import (
     derive_example,
     infer_tensor_signature,
     promote_model_version,
+    register_logged_model,
     register_model,
-    register_run_artifact,
     save_model_to_mlflow,
     synthetic_like,
 )
@@ -28,8 +28,8 @@ __all__ = [
     "derive_example",
     "infer_tensor_signature",
     "promote_model_version",
+    "register_logged_model",
     "register_model",
-    "register_run_artifact",
     "save_model_to_mlflow",
     "synthetic_like",
 ]

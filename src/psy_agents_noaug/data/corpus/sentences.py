@@ -2,30 +2,17 @@
 
 Annotations point at sentences by index (``<post_id>_s<k>``), so the
 generator and anyone who reads its output must cut a post the same way.
-The rule is simple because the generator keeps it simple: a sentence ends
-at ``.``, ``!`` or ``?`` followed by a space, or at a newline. No sentence
-the generator writes has such a boundary inside it, and a sentence without
-final punctuation only ever ends a paragraph.
+The rule is the model's own (:mod:`psy_agents_noaug.data.sentences`): a
+sentence ends at ``.``, ``!`` or ``?`` followed by a space, or at a newline.
+No sentence the generator writes has such a boundary inside it, and a
+sentence without final punctuation only ever ends a paragraph.
 """
 
 from __future__ import annotations
 
-import re
+from psy_agents_noaug.data.sentences import split_sentences
 
-_BOUNDARY = re.compile(r"(?<=[.!?])[ \t]+")
-
-
-def split_sentences(text: str) -> list[str]:
-    """Cut a post into its sentences, in order.
-
-    Example:
-        >>> split_sentences("I can't sleep. Any advice?\\n\\nthanks lol")
-        ["I can't sleep.", 'Any advice?', 'thanks lol']
-    """
-    sentences: list[str] = []
-    for line in text.split("\n"):
-        sentences.extend(part for part in _BOUNDARY.split(line.strip()) if part)
-    return sentences
+__all__ = ["sentence_id", "split_sentences"]
 
 
 def sentence_id(post_id: str, index: int) -> str:

@@ -1,4 +1,4 @@
-"""Criteria, (post, criterion) pair labels, and post-grouped reproducible splits."""
+"""Criteria, post labels and evidence spans, and post-grouped reproducible splits."""
 
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ import pytest
 from psy_agents_noaug.data import (
     ANNOTATIONS_COLUMNS,
     CRITERIA,
-    PAIR_COLUMNS,
     SYMPTOMS,
     ReDSM5Data,
-    build_criteria_pairs,
+    build_post_examples,
     criterion_by_id,
     criterion_by_symptom,
     load_redsm5,
@@ -35,13 +34,15 @@ EXPECTED_SYMPTOMS = [
 
 
 @pytest.fixture(scope="module")
-def sample_pairs() -> pd.DataFrame:
-    return build_criteria_pairs(load_redsm5(*sample_paths()))
+def sample_posts() -> pd.DataFrame:
+    return build_post_examples(load_redsm5(*sample_paths())).frame
 
 
 def make_data(posts: list[tuple[str, str]], annotations: list[tuple[str, str, int]]) -> ReDSM5Data:
+    """Posts and annotations whose sentence is the whole post."""
+    text = dict(posts)
     rows = [
-        (post_id, f"{post_id}_{k}", "sentence", symptom, status, "why")
+        (post_id, f"{post_id}_{k}", text[post_id], symptom, status, "why")
         for k, (post_id, symptom, status) in enumerate(annotations)
     ]
     frame = pd.DataFrame(rows, columns=list(ANNOTATIONS_COLUMNS))
@@ -86,9 +87,9 @@ def test_criterion_by_symptom_rejects_non_criteria_naming_valid_ones(bad: str) -
         criterion_by_symptom(bad)
 
 
-def test_pair_labels_follow_positive_annotations() -> None:
+def test_post_labels_and_evidence_follow_positive_annotations() -> None:
     data = make_data(
-        posts=[("p1", "post one"), ("p2", "post two")],
+        posts=[("p1", "I cannot sleep. I am tired."), ("p2", "Nothing works. I want to die.")],
         annotations=[
             ("p1", "SLEEP_ISSUES", 0),  # a denial and an evidence sentence: positive wins
             ("p1", "SLEEP_ISSUES", 1),
@@ -98,65 +99,75 @@ def test_pair_labels_follow_positive_annotations() -> None:
             ("p2", "DEPRESSED_MOOD", 1),
         ],
     )
-    pairs = build_criteria_pairs(data)
-    assert list(pairs.columns) == list(PAIR_COLUMNS)
-    assert len(pairs) == 18
-    assert pairs["post_id"].tolist() == ["p1"] * 9 + ["p2"] * 9
-    assert pairs["criterion_id"].tolist() == [c.id for c in CRITERIA] * 2
-    positives = pairs[pairs["label"] == 1]
-    assert sorted(zip(positives["post_id"], positives["criterion_id"], strict=True)) == [
-        ("p1", "A.4"),
-        ("p2", "A.1"),
-        ("p2", "A.9"),
-    ]
-    assert str(pairs["label"].dtype) == "int64"
-    assert pairs.loc[0, "text"] == "post one"
-    assert pairs["criterion_text"].tolist()[:9] == [c.description for c in CRITERIA]
+    examples = build_post_examples(data)
+    frame = examples.frame
+    assert frame["post_id"].tolist() == ["p1", "p2"]
+    labels = dict(zip(frame["post_id"], frame["labels"], strict=True))
+    ids = [c.id for c in CRITERIA]
+    assert [ids[i] for i, v in enumerate(labels["p1"]) if v] == ["A.4"]
+    assert [ids[i] for i, v in enumerate(labels["p2"]) if v] == ["A.1", "A.9"]
+    # make_data's sentence text is the whole post: the span covers it.
+    assert frame.loc[0, "evidence"] == [(0, len("I cannot sleep. I am tired."), 3)]
+    assert examples.unmatched == 0
 
 
-def test_posts_without_annotations_give_all_negative_pairs() -> None:
+def test_evidence_is_found_with_other_spacing_and_counted_when_absent() -> None:
+    data = make_data(posts=[("p1", "I   cannot\nsleep at all. Other.")], annotations=[])
+    data.annotations = pd.DataFrame(
+        [
+            ("p1", "p1_s0", "I cannot sleep at all.", "SLEEP_ISSUES", 1, ""),
+            ("p1", "p1_s9", "A sentence from elsewhere.", "FATIGUE", 1, ""),
+        ],
+        columns=list(ANNOTATIONS_COLUMNS),
+    )
+    examples = build_post_examples(data)
+    assert examples.frame.loc[0, "evidence"] == [(0, len("I   cannot\nsleep at all."), 3)]
+    assert examples.unmatched == 1
+    assert examples.frame.loc[0, "labels"][5] == 1  # the label still counts
+
+
+def test_posts_without_annotations_have_no_label() -> None:
     data = make_data(posts=[("p1", "a"), ("p2", "b")], annotations=[("p1", "FATIGUE", 1)])
-    pairs = build_criteria_pairs(data)
-    assert pairs.loc[pairs["post_id"] == "p2", "label"].sum() == 0
-    assert pairs.loc[pairs["post_id"] == "p1", "label"].sum() == 1
+    frame = build_post_examples(data).frame
+    assert sum(frame.loc[1, "labels"]) == 0 and sum(frame.loc[0, "labels"]) == 1
 
 
-def test_sample_pairs_shape_and_balance(sample_pairs: pd.DataFrame) -> None:
-    assert len(sample_pairs) == 9 * sample_pairs["post_id"].nunique()
+def test_sample_posts_shape_and_balance(sample_posts: pd.DataFrame) -> None:
+    labels = pd.DataFrame(sample_posts["labels"].tolist())
     # ReDSM5's imbalance (about one positive criterion per post), with every criterion on
     # at least 40 of the 480 posts so a small model can learn the rare ones.
-    assert 0.08 <= sample_pairs["label"].mean() <= 0.2
-    per_criterion = sample_pairs.groupby("criterion_id")["label"].mean()
-    assert ((per_criterion >= 40 / 480) & (per_criterion < 0.3)).all()
+    assert 0.08 <= labels.to_numpy().mean() <= 0.2
+    assert ((labels.mean() >= 40 / 480) & (labels.mean() < 0.3)).all()
+    assert (labels.sum(axis=1) == 0).mean() == pytest.approx(0.25, abs=0.02)
 
 
-def test_splits_are_grouped_by_post(sample_pairs: pd.DataFrame) -> None:
-    splits = split_by_post(sample_pairs, val_fraction=0.15, test_fraction=0.15, seed=42)
+def test_splits_are_grouped_by_post(sample_posts: pd.DataFrame) -> None:
+    splits = split_by_post(sample_posts, val_fraction=0.15, test_fraction=0.15, seed=42)
     train, val, test = (set(s["post_id"]) for s in (splits.train, splits.val, splits.test))
     assert not train & val and not train & test and not val & test
-    assert train | val | test == set(sample_pairs["post_id"])
-    assert len(splits.train) + len(splits.val) + len(splits.test) == len(sample_pairs)
+    assert train | val | test == set(sample_posts["post_id"])
+    assert len(splits.train) + len(splits.val) + len(splits.test) == len(sample_posts)
     for split in (splits.train, splits.val, splits.test):
-        assert (split.groupby("post_id").size() == 9).all()
+        assert split["post_id"].is_unique
         assert list(split.index) == list(range(len(split)))
-    n_posts = sample_pairs["post_id"].nunique()
+    n_posts = sample_posts["post_id"].nunique()
     assert len(val) == round(0.15 * n_posts)
     assert len(test) == round(0.15 * n_posts)
 
 
-def test_splits_are_reproducible_from_the_seed(sample_pairs: pd.DataFrame) -> None:
-    first = split_by_post(sample_pairs, seed=7)
-    again = split_by_post(sample_pairs, seed=7)
-    other = split_by_post(sample_pairs, seed=8)
+def test_splits_are_reproducible_from_the_seed(sample_posts: pd.DataFrame) -> None:
+    first = split_by_post(sample_posts, seed=7)
+    again = split_by_post(sample_posts, seed=7)
+    other = split_by_post(sample_posts, seed=8)
     pd.testing.assert_frame_equal(first.train, again.train)
     pd.testing.assert_frame_equal(first.val, again.val)
     pd.testing.assert_frame_equal(first.test, again.test)
     assert set(first.val["post_id"]) != set(other.val["post_id"])
 
 
-def test_splits_do_not_depend_on_row_order(sample_pairs: pd.DataFrame) -> None:
-    shuffled = sample_pairs.sample(frac=1.0, random_state=3)
-    a, b = split_by_post(sample_pairs, seed=1), split_by_post(shuffled, seed=1)
+def test_splits_do_not_depend_on_row_order(sample_posts: pd.DataFrame) -> None:
+    shuffled = sample_posts.sample(frac=1.0, random_state=3)
+    a, b = split_by_post(sample_posts, seed=1), split_by_post(shuffled, seed=1)
     assert set(a.val["post_id"]) == set(b.val["post_id"])
     assert set(a.test["post_id"]) == set(b.test["post_id"])
 
@@ -173,10 +184,10 @@ def test_splits_do_not_depend_on_row_order(sample_pairs: pd.DataFrame) -> None:
     ],
 )
 def test_split_fractions_out_of_range_raise(
-    sample_pairs: pd.DataFrame, val_fraction: float, test_fraction: float, message: str
+    sample_posts: pd.DataFrame, val_fraction: float, test_fraction: float, message: str
 ) -> None:
     with pytest.raises(ValueError, match=message):
-        split_by_post(sample_pairs, val_fraction=val_fraction, test_fraction=test_fraction)
+        split_by_post(sample_posts, val_fraction=val_fraction, test_fraction=test_fraction)
 
 
 def test_split_that_would_be_empty_raises() -> None:

@@ -1,9 +1,7 @@
-"""The criteria task: one binary example per (post, criterion), and post-grouped splits.
+"""Post-grouped, reproducible train/validation/test splits.
 
-A post is paired with each of the nine criterion descriptions; the label says
-whether the post shows evidence of that criterion. Splits are made over
-posts, never over pairs, so no post's text is seen in training and judged in
-evaluation.
+Splits are made over posts, never over (post, criterion) decisions, so no post's text is
+seen in training and judged in evaluation.
 """
 
 from __future__ import annotations
@@ -13,56 +11,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from psy_agents_noaug.data.criteria import CRITERIA
-from psy_agents_noaug.data.redsm5 import ReDSM5Data
-
-PAIR_COLUMNS: tuple[str, ...] = ("post_id", "criterion_id", "text", "criterion_text", "label")
-
-
-def build_criteria_pairs(data: ReDSM5Data) -> pd.DataFrame:
-    """Pair every post with every criterion and label the pair.
-
-    The label is 1 when some annotation of the post with that criterion's
-    symptom has status 1, else 0 (explicit negatives and unmentioned criteria
-    alike). ``SPECIAL_CASE`` annotations belong to no criterion and are ignored.
-
-    Args:
-        data: Cleaned posts and annotations from :func:`~psy_agents_noaug.data.redsm5.load_redsm5`.
-
-    Returns:
-        A frame with columns ``post_id``, ``criterion_id``, ``text`` (the post),
-        ``criterion_text`` (the criterion description) and ``label`` (int 0/1),
-        ordered by post (file order) then criterion A.1 … A.9.
-
-    Example:
-        >>> from psy_agents_noaug.data.redsm5 import load_redsm5
-        >>> from psy_agents_noaug.data.sample import sample_paths
-        >>> pairs = build_criteria_pairs(load_redsm5(*sample_paths()))
-        >>> len(pairs) == 9 * pairs["post_id"].nunique()
-        True
-    """
-    annotations = data.annotations
-    positive = annotations[annotations["status"] == 1]
-    positive_keys = set(zip(positive["post_id"], positive["DSM5_symptom"], strict=True))
-    rows = [
-        (
-            post_id,
-            criterion.id,
-            text,
-            criterion.description,
-            int((post_id, criterion.symptom) in positive_keys),
-        )
-        for post_id, text in zip(data.posts["post_id"], data.posts["text"], strict=True)
-        for criterion in CRITERIA
-    ]
-    pairs = pd.DataFrame(rows, columns=list(PAIR_COLUMNS))
-    pairs["label"] = pairs["label"].astype("int64")
-    return pairs
+__all__ = ["Splits", "split_by_post"]
 
 
 @dataclass
 class Splits:
-    """Train, validation and test pairs; each post's pairs are in exactly one of them."""
+    """Train, validation and test rows; each post is in exactly one of them."""
 
     train: pd.DataFrame
     val: pd.DataFrame
@@ -75,14 +29,14 @@ def split_by_post(
     test_fraction: float = 0.15,
     seed: int = 42,
 ) -> Splits:
-    """Split pairs into train/val/test by post, reproducibly.
+    """Split rows into train/val/test by post, reproducibly.
 
-    Posts (not pairs) are shuffled with ``seed`` and cut by the fractions
-    (rounded to whole posts), so all nine pairs of a post land in one split.
-    The result depends only on the set of post ids and the seed, not on row order.
+    Post ids are shuffled with ``seed`` and cut by the fractions (rounded to whole
+    posts), so all rows of a post land in one split. The result depends only on the set
+    of post ids and the seed, not on row order.
 
     Args:
-        pairs: Output of :func:`build_criteria_pairs` (needs a ``post_id`` column).
+        pairs: A frame with a ``post_id`` column (posts, or one row per decision).
         val_fraction: Share of posts for validation, in (0, 1).
         test_fraction: Share of posts for test, in (0, 1).
         seed: Seed of the post shuffle.
