@@ -48,6 +48,7 @@ bench: install  ## Benchmarks: print tables, write bench/results/*.json
 	$(BIN)/python bench/load_test.py
 	$(BIN)/python bench/disk_bench.py
 	$(BIN)/python bench/heldout.py
+	$(BIN)/python bench/criteria_bench.py --table redsm5 --epochs 1
 
 ui: install  ## MLflow UI on the default store
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1

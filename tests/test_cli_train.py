@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import shutil
 import subprocess
 import sys
@@ -352,3 +353,42 @@ def test_module_entry_point_works_from_any_folder(tmp_path: Path) -> None:
     assert "bad value training.num_epochs=0" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "mlflow.db").exists()
+
+
+FRESH_LOAD = """
+import sys
+import mlflow, pandas as pd
+mlflow.set_tracking_uri(sys.argv[1])
+model = mlflow.pyfunc.load_model(sys.argv[2])
+print(len(model.predict(pd.DataFrame({"text": ["I cannot sleep and nothing is fun."]}))))
+"""
+
+
+def test_train_logs_a_logged_model_with_metrics_and_text_free_datasets(
+    trained: Trained, small_data: tuple[Path, Path]
+) -> None:
+    """Issue "MLflow 3 native": the model is found by search, carries its epoch's metrics,
+    loads by id without unpickling anything, and the three splits are inputs with no text."""
+    import pandas as pd
+
+    client, run = _only_run(trained.uri, "training_criteria")
+    found = client.search_logged_models(experiment_ids=[run.info.experiment_id])
+    (model,) = [m for m in found if m.source_run_id == run.info.run_id]
+    linked = {m.key: m.value for m in model.metrics or []}
+    assert linked.get("epoch/val_f1_macro") == pytest.approx(
+        run.data.metrics["final/best_val_f1_macro"]
+    ), linked
+    done = subprocess.run(
+        [sys.executable, "-c", FRESH_LOAD, trained.uri, f"models:/{model.model_id}"],
+        env={**os.environ, "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"},
+        capture_output=True, text=True, timeout=300, cwd=trained.folder,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-1] == "9"  # one row per criterion
+    inputs = client.get_run(run.info.run_id).inputs.dataset_inputs
+    contexts = {i.tags[0].value: i.dataset for i in inputs if i.tags}
+    assert set(contexts) == {"training", "validation", "test"}, contexts
+    posts = pd.read_csv(small_data[0])["text"]
+    for dataset in contexts.values():
+        stored = " ".join([dataset.source, dataset.schema or "", dataset.profile or ""])
+        assert not any(text[:40] in stored for text in posts), dataset.name
