@@ -485,7 +485,7 @@ class OptunaRunner:
             MlflowClient(uri),
             experiment_name,
             description=(
-                "Optuna hyperparameter searches: one parent run HPO_<study> per study, with "
+                "Optuna hyperparameter searches: one parent run `HPO_<study name>` per study, with "
                 "one nested run per trial."
             ),
         )
