@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
     workdir = tmp_path_factory.mktemp("run_ends_server")
-    with MlflowServer(f"sqlite:///{workdir}/server.db", workdir).start() as srv:
+    with MlflowServer(f"sqlite:///{workdir}/server.db", workdir) as srv:
         yield srv
 
 
