@@ -14,19 +14,14 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
+from psy_agents_noaug.models.serving import OUTPUT_COLUMNS as MODEL_OUTPUT_COLUMNS
+
 INPUT_COLUMNS: tuple[str, ...] = ("post_id", "text", "criterion_id")
 """Columns read from the input CSV: ``text`` is required, the others optional."""
 
-OUTPUT_COLUMNS: tuple[str, ...] = (
-    "post_id",
-    "criterion_id",
-    "probability",
-    "threshold",
-    "prediction",
-    "evidence_sentence",
-    "evidence_start",
-    "evidence_end",
-)
+# The served model's columns, less the criterion's name (the id says it; one row per
+# (post, criterion) keeps the file small).
+OUTPUT_COLUMNS: tuple[str, ...] = tuple(c for c in MODEL_OUTPUT_COLUMNS if c != "criterion_name")
 
 log = logging.getLogger(__name__)
 
