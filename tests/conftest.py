@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -26,6 +27,43 @@ def _forget_mlflow_globals() -> None:
     fluent._active_experiment_id = None
     for name in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"):
         os.environ.pop(name, None)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Files with slow tests first, slow tests first within them, each file kept whole.
+
+    ``make test`` runs two workers, each taking whole files (``-n 2 --dist loadfile``, in
+    pyproject.toml; a file's module fixtures are then made once), in this order: so the
+    long drills start at once on both workers and the many short files fill in after them.
+    """
+
+    def slow(item: pytest.Item) -> bool:
+        return item.get_closest_marker("slow") is not None
+
+    files: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        files.setdefault(item.nodeid.split("::")[0], []).append(item)
+    ordered = sorted(files.values(), key=lambda tests: -sum(map(slow, tests)))
+    items[:] = [item for tests in ordered for item in sorted(tests, key=lambda i: not slow(i))]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _warm_cli_closed_at_the_end() -> Iterator[None]:
+    """The warm CLI process (tests/warm_cli.py), if a test started it, ends with the session."""
+    yield
+    from tests.warm_cli import close_shared
+
+    close_shared()
+
+
+@pytest.fixture
+def clis() -> Iterator[list]:
+    """The CLI processes a drill starts (tests/drills.py ``Cli``); any still running at the
+    end is killed, by its own pid."""
+    started: list = []
+    yield started
+    for cli in started:
+        cli.kill()
 
 
 @pytest.fixture(autouse=True)

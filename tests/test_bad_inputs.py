@@ -342,6 +342,7 @@ def test_an_odd_post_is_a_counted_warning_never_a_traceback(
     assert (tmp_path / "ckpt" / "best_checkpoint.pt").is_file()
 
 
+@pytest.mark.slow
 def test_odd_posts_together_in_a_real_process_print_only_their_warnings(
     small_data: tuple[Path, Path], tmp_path: Path
 ) -> None:

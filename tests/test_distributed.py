@@ -31,6 +31,7 @@ def test_shards_cover_every_item_exactly_once() -> None:
     assert sorted(i for shard in shards for i in shard) == list(range(11))
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_make_one_run(small_data, tmp_path: Path) -> None:
     posts, ann = small_data
     torchrun = str(Path(sys.executable).with_name("torchrun"))

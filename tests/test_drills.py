@@ -9,7 +9,9 @@
   `psy-agents train` in that experiment, ends it FAILED once its heartbeat lapses);
 * the artifact location fills up or turns read-only in the middle of training.
 
-Processes are real subprocesses; every wait polls the store (PostgreSQL or sqlite, read
+The end of ``train`` (Ctrl-C at ten moments, a server gone for good) is drilled in
+``tests/test_drills_end.py``; what both share is in ``tests/drills.py``. Processes are real
+(see ``tests/warm_cli.py``); every wait polls the store (PostgreSQL or sqlite, read
 directly, so it works while the server is down) with a deadline.
 """
 
@@ -19,10 +21,9 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,178 +33,24 @@ from mlflow import MlflowClient
 from psy_agents_noaug.cli import main
 from psy_agents_noaug.tracking import orphans as doctor
 from psy_agents_noaug.tracking import tags
-from tests.mlflow_server import MlflowServer, postgres_available, postgres_database
-
-EXPERIMENT = "training_criteria"
-HPO_EXPERIMENT = "hpo_criteria"
-TRAIN_KEYS = ("train/loss_step", "train/accuracy_step", "train/learning_rate")
-SYSTEM_INTERVAL = 5
-#: Posts per step (a batch is whole posts): the small data's 28 training posts make 14
-#: steps an epoch, so a drill's training (or HPO trial) outlasts a server restart and logs
-#: system metrics.
-BATCH_SIZE = 2
-needs_postgres = pytest.mark.skipif(
-    postgres_available() is not None, reason=str(postgres_available())
+from tests.drills import (
+    EXPERIMENT,
+    HPO_EXPERIMENT,
+    Cli,
+    assert_complete_history,
+    assert_whole_model,
+    config_logged,
+    contiguous_from_1,
+    history_timestamps,
+    hpo_args,
+    leftover_journals,
+    needs_postgres,
+    runs_named,
+    steps_of,
+    train_args,
+    wait_for,
 )
-
-
-# ------------------------------------------------------------------------------ helpers
-def _train_args(small_data: tuple[Path, Path], uri: str, *extra: str) -> list[str]:
-    posts, ann = small_data
-    return ["train", "model=tiny", "model.max_length=64", f"training.batch_size={BATCH_SIZE}",
-            "training.logging_steps=1",
-            f"training.system_metrics_interval={SYSTEM_INTERVAL}",
-            "training.early_stopping.patience=0", f"data.posts_path={posts}",
-            f"data.annotations_path={ann}", f"mlflow.tracking_uri={uri}", "progress=false",
-            *extra]  # fmt: skip
-
-
-def _hpo_args(small_data: tuple[Path, Path], uri: str, storage: str, *extra: str) -> list[str]:
-    posts, ann = small_data
-    return ["hpo", "stage=stage0", "model=tiny", "model.max_length=64",
-            f"stage.search_space.batch_size.choices=[{BATCH_SIZE}]",
-            "training.logging_steps=1", f"training.system_metrics_interval={SYSTEM_INTERVAL}",
-            f"data.posts_path={posts}", f"data.annotations_path={ann}",
-            f"mlflow.tracking_uri={uri}", f"stage.storage={storage}", "stage.sampler=random",
-            "progress=false", *extra]  # fmt: skip
-
-
-class Cli:
-    """`python -m psy_agents_noaug.cli …` as a subprocess with its output in a log file."""
-
-    def __init__(self, args: list[str], cwd: Path, name: str, **env: str) -> None:
-        self.log = cwd / f"{name}.log"
-        full_env = {**os.environ, "PYTHONUNBUFFERED": "1",
-                    "PSY_AGENTS_JOURNAL_DIR": str(cwd / "journal"), **env}  # fmt: skip
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "psy_agents_noaug.cli", *args],
-                cwd=cwd, env=full_env, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait(self, timeout_s: float) -> int:
-        try:
-            return self.proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            pytest.fail(
-                f"{self.log.name} still running after {timeout_s} s:\n{self.text()[-3000:]}"
-            )
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(30)
-
-    def writer_pids(self) -> list[int]:
-        """The metric writer processes this CLI started (own sessions, children of ours)."""
-        import psutil
-
-        children = psutil.Process(self.proc.pid).children()
-        pids = [c.pid for c in children if "tracking.writer" in " ".join(c.cmdline())]
-        assert pids, children
-        return pids
-
-
-@pytest.fixture
-def clis() -> Iterator[list[Cli]]:
-    """Every CLI a test starts; any still running at the end is killed (by its own pid)."""
-    started: list[Cli] = []
-    yield started
-    for cli in started:
-        cli.kill()
-
-
-def wait_for(
-    what: str, predicate: Callable[[], Any], timeout_s: float, watch: tuple[Cli, ...] = ()
-) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail early if a CLI died."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        for cli in watch:
-            if cli.proc.poll() is not None:
-                pytest.fail(f"{cli.log.name} exited ({cli.proc.returncode}) before {what}:\n"
-                            f"{cli.text()[-3000:]}")  # fmt: skip
-        threading.Event().wait(0.25)
-    pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-
-
-def _runs(client: MlflowClient, experiment: str, **tags: str) -> list[Any]:
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return []
-    runs = client.search_runs([exp.experiment_id], max_results=500)
-    return [r for r in runs if all(r.data.tags.get(k) == v for k, v in tags.items())]
-
-
-def _steps(client: MlflowClient, run_id: str, key: str) -> list[int]:
-    return sorted(m.step for m in client.get_metric_history(run_id, key))
-
-
-def _history_timestamps(client: MlflowClient, run_id: str, key: str) -> list[float]:
-    return [m.timestamp / 1000 for m in client.get_metric_history(run_id, key)]
-
-
-def assert_complete_history(client: MlflowClient, run: Any) -> None:
-    """Every step-, epoch- and system-indexed point of a finished run is there, once."""
-    run_id = run.info.run_id
-    run = client.get_run(run_id)
-    total = int(run.data.metrics["final/total_steps"])
-    epochs = int(run.data.metrics["final/total_epochs"])
-    assert total > 0 and epochs > 0
-    for key in TRAIN_KEYS:
-        assert _steps(client, run_id, key) == list(range(1, total + 1)), key
-    for key in ("epoch/train_loss", "epoch/val_f1_macro", "epoch/val_f1_A.9",
-                "epoch/val_auprc_macro", "epoch/duration_seconds"):  # fmt: skip
-        assert _steps(client, run_id, key) == list(range(1, epochs + 1)), key
-    expected = list(range(SYSTEM_INTERVAL, total + 1, SYSTEM_INTERVAL))
-    assert _steps(client, run_id, "system/cpu_percent") == expected
-
-
-def _models(client: MlflowClient, run: Any) -> dict[str, Any]:
-    """The models a run shows: its MLflow logged models by id, and ``runs:/…/model`` when
-    the store could not take one at the end (the journal's copy, uploaded by sync)."""
-    found: dict[str, Any] = {
-        m.model_id: m
-        for m in client.search_logged_models(
-            [run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
-        )
-    }
-    if "model" in {f.path for f in client.list_artifacts(run.info.run_id)}:
-        found["model/"] = f"{run.info.artifact_uri}/model"
-    return found
-
-
-def assert_whole_model(client: MlflowClient, run: Any) -> None:
-    """The run has a model, and it is complete (a logged model READY, or the run's model/)."""
-    from mlflow.entities import LoggedModelStatus
-
-    models = _models(client, run)
-    assert models, f"run {run.info.run_id} has no model"
-    for model in models.values():
-        assert isinstance(model, str) or model.status == LoggedModelStatus.READY, model
-
-
-def _contiguous_from_1(steps: list[int]) -> bool:
-    return bool(steps) and steps == list(range(1, len(steps) + 1))
-
-
-def _leftover_journals(folder: Path) -> list[Path]:
-    return sorted(folder.rglob("*.journal.jsonl"))
-
-
-def _training_started(artifacts: Path, run_id: str) -> bool:
-    """config.yaml is the last thing a run logs before its first step (as on a fast machine,
-    where waiting for steps could mean waiting for the end)."""
-    return (artifacts / run_id / "artifacts" / "config.yaml").exists() or any(
-        artifacts.glob(f"*/{run_id}/artifacts/config.yaml")
-    )
+from tests.mlflow_server import MlflowServer, postgres_available, postgres_database
 
 
 # ------------------------------------------------------------------------------ server
@@ -221,6 +68,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MlflowSer
             srv.kill()
 
 
+@pytest.mark.slow
 @needs_postgres
 @pytest.mark.postgres
 def test_server_killed_and_restarted_during_training_loses_nothing(
@@ -228,13 +76,13 @@ def test_server_killed_and_restarted_during_training_loses_nothing(
 ) -> None:
     srv, db_url = server
     store = MlflowClient(db_url)  # reads PostgreSQL directly: works while the server is down
-    cli = Cli(_train_args(small_data, srv.url, "training.num_epochs=2",
+    cli = Cli(train_args(small_data, srv.url, "training.num_epochs=2",
                           "mlflow.run_name=drill_server_kill"), tmp_path, "train")  # fmt: skip
     clis.append(cli)
 
     def training_started() -> Any:
-        runs = _runs(store, EXPERIMENT, **{"mlflow.runName": "drill_server_kill"})
-        if runs and _training_started(srv.artifacts, runs[0].info.run_id):
+        runs = runs_named(store, EXPERIMENT, **{"mlflow.runName": "drill_server_kill"})
+        if runs and config_logged(srv.artifacts, runs[0].info.run_id):
             return runs[0]
         return None
 
@@ -249,10 +97,10 @@ def test_server_killed_and_restarted_during_training_loses_nothing(
     run = store.get_run(run.info.run_id)
     assert run.info.status == "FINISHED"
     assert_complete_history(store, run)
-    during = [t for t in _history_timestamps(store, run.info.run_id, "train/loss_step")
+    during = [t for t in history_timestamps(store, run.info.run_id, "train/loss_step")
               if killed_at < t < back_at]  # fmt: skip
     assert during, "no step was logged while the server was down: the drill proved nothing"
-    assert not _leftover_journals(tmp_path)
+    assert not leftover_journals(tmp_path)
     via_server = MlflowClient(srv.url)  # artifacts are served by the server
     top = {f.path for f in via_server.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "checkpoints"} <= top
@@ -272,12 +120,12 @@ def _assert_hpo_tree(store: MlflowClient, storage: str, n_trials: int, failed: i
     states = [t.state for t in study.trials]
     assert states.count(TrialState.COMPLETE) == n_trials, states
     assert states.count(TrialState.FAIL) == failed, states
-    (parent,) = [r for r in _runs(store, HPO_EXPERIMENT)
+    (parent,) = [r for r in runs_named(store, HPO_EXPERIMENT)
                  if r.data.tags.get("mlflow.runName") == "HPO_criteria_stage0"]  # fmt: skip
     assert parent.info.status == "FINISHED"
     assert parent.data.metrics["completed_trials"] == n_trials
     assert parent.data.metrics["failed_trials"] == failed
-    children = _runs(store, HPO_EXPERIMENT, **{"mlflow.parentRunId": parent.info.run_id})
+    children = runs_named(store, HPO_EXPERIMENT, **{"mlflow.parentRunId": parent.info.run_id})
     assert len(children) == n_trials + failed
     for child in children:
         if child.data.tags.get("hpo.state") == "COMPLETE":
@@ -286,6 +134,7 @@ def _assert_hpo_tree(store: MlflowClient, storage: str, n_trials: int, failed: i
     return children
 
 
+@pytest.mark.slow
 @needs_postgres
 @pytest.mark.postgres
 def test_server_killed_during_hpo_with_two_workers_loses_nothing(
@@ -294,13 +143,13 @@ def test_server_killed_during_hpo_with_two_workers_loses_nothing(
     srv, db_url = server
     store = MlflowClient(db_url)
     with postgres_database("psy_drill_study") as storage:
-        args = _hpo_args(small_data, srv.url, storage, "stage.n_trials=2")
+        args = hpo_args(small_data, srv.url, storage, "stage.n_trials=2")
         workers = [Cli(args, tmp_path, f"worker{i}") for i in range(2)]
         clis.extend(workers)
 
         def trial_training() -> bool:
-            children = _runs(store, HPO_EXPERIMENT, **{"hpo.state": "RUNNING"})
-            return any(_training_started(srv.artifacts, c.info.run_id) for c in children)
+            children = runs_named(store, HPO_EXPERIMENT, **{"hpo.state": "RUNNING"})
+            return any(config_logged(srv.artifacts, c.info.run_id) for c in children)
 
         wait_for("a trial to start training", trial_training, 240, tuple(workers))
         killed_at = time.time()
@@ -311,12 +160,13 @@ def test_server_killed_during_hpo_with_two_workers_loses_nothing(
         assert codes == [0, 0], [w.text()[-2000:] for w in workers]
         children = _assert_hpo_tree(store, storage, n_trials=2, failed=0)
         during = [t for c in children
-                  for t in _history_timestamps(store, c.info.run_id, "train/loss_step")
+                  for t in history_timestamps(store, c.info.run_id, "train/loss_step")
                   if killed_at < t < back_at]  # fmt: skip
         assert during, "no step was logged while the server was down"
-    assert not _leftover_journals(tmp_path)
+    assert not leftover_journals(tmp_path)
 
 
+@pytest.mark.slow
 @needs_postgres
 @pytest.mark.postgres
 def test_killed_hpo_worker_trial_fails_by_heartbeat_and_is_retried(
@@ -328,7 +178,7 @@ def test_killed_hpo_worker_trial_fails_by_heartbeat_and_is_retried(
     store = MlflowClient(db_url)
     experiment = "hpo_worker_kill"
     with postgres_database("psy_drill_study") as storage:
-        args = _hpo_args(small_data, srv.url, storage, "stage.n_trials=2",
+        args = hpo_args(small_data, srv.url, storage, "stage.n_trials=2",
                          "stage.num_epochs=2", "stage.heartbeat_interval=1",
                          "stage.grace_period=3",
                          f"mlflow.experiment_name={experiment}")  # fmt: skip
@@ -336,8 +186,8 @@ def test_killed_hpo_worker_trial_fails_by_heartbeat_and_is_retried(
         clis.append(victim)
 
         def victim_mid_trial() -> Any:
-            for child in _runs(store, experiment, **{"hpo.state": "RUNNING"}):
-                if _training_started(srv.artifacts, child.info.run_id):
+            for child in runs_named(store, experiment, **{"hpo.state": "RUNNING"}):
+                if config_logged(srv.artifacts, child.info.run_id):
                     return child
             return None
 
@@ -360,9 +210,9 @@ def test_killed_hpo_worker_trial_fails_by_heartbeat_and_is_retried(
         assert lost_run.data.tags["hpo.state"] == "FAIL"
         assert "heartbeat" in lost_run.data.tags["hpo.error"]
         # What the victim logged before it died (if anything) is kept, without gaps.
-        logged = _steps(store, lost_run.info.run_id, "train/loss_step")
+        logged = steps_of(store, lost_run.info.run_id, "train/loss_step")
         assert logged == list(range(1, len(logged) + 1))
-        (retry_run,) = _runs(store, experiment, **{"hpo.retry_of": str(lost_number)})
+        (retry_run,) = runs_named(store, experiment, **{"hpo.retry_of": str(lost_number)})
         assert retry_run.info.status == "FINISHED"
         assert_complete_history(store, retry_run)
 
@@ -370,14 +220,16 @@ def test_killed_hpo_worker_trial_fails_by_heartbeat_and_is_retried(
 # ------------------------------------------------------------------------------ SIGKILL
 def _wait_heartbeat_and_points(store: MlflowClient, name: str, cli: Cli) -> Any:
     def ready() -> Any:
-        runs = _runs(store, EXPERIMENT, **{"mlflow.runName": name})
+        runs = runs_named(store, EXPERIMENT, **{"mlflow.runName": name})
         if not runs or tags.HEARTBEAT not in runs[0].data.tags:
             return None
-        return runs[0] if len(_steps(store, runs[0].info.run_id, "train/loss_step")) >= 3 else None
+        steps = steps_of(store, runs[0].info.run_id, "train/loss_step")
+        return runs[0] if len(steps) >= 3 else None
 
     return wait_for(f"{name}: a heartbeat and three steps", ready, 180, (cli,))
 
 
+@pytest.mark.slow
 def test_sigkilled_training_is_ended_by_its_writer_or_repaired_by_doctor(
     small_data, tmp_path: Path, clis: list[Cli], tracking_uri: str, capsys
 ) -> None:
@@ -386,9 +238,9 @@ def test_sigkilled_training_is_ended_by_its_writer_or_repaired_by_doctor(
     `psy-agents doctor` (dry run) lists it and the next `psy-agents train` ends it FAILED."""
     store = MlflowClient(tracking_uri)
     long_run = "training.num_epochs=50"
-    a = Cli(_train_args(small_data, tracking_uri, long_run, "mlflow.run_name=drill_a"),
+    a = Cli(train_args(small_data, tracking_uri, long_run, "mlflow.run_name=drill_a"),
             tmp_path, "train_a")  # fmt: skip
-    b = Cli(_train_args(small_data, tracking_uri, long_run, "mlflow.run_name=drill_b"),
+    b = Cli(train_args(small_data, tracking_uri, long_run, "mlflow.run_name=drill_b"),
             tmp_path, "train_b")  # fmt: skip
     clis.extend([a, b])
     run_a = _wait_heartbeat_and_points(store, "drill_a", a)
@@ -401,7 +253,7 @@ def test_sigkilled_training_is_ended_by_its_writer_or_repaired_by_doctor(
              == "KILLED", 60)  # fmt: skip
     run_a = store.get_run(run_a.info.run_id)
     assert run_a.data.tags[tags.END_REASON] == "the training process died"
-    assert _contiguous_from_1(_steps(store, run_a.info.run_id, "train/loss_step"))
+    assert contiguous_from_1(steps_of(store, run_a.info.run_id, "train/loss_step"))
 
     # B: freeze the writer so it cannot react, kill the process, then the writer.
     writers = b.writer_pids()
@@ -414,7 +266,7 @@ def test_sigkilled_training_is_ended_by_its_writer_or_repaired_by_doctor(
     killed_at = time.time()
     run_b = store.get_run(run_b.info.run_id)
     assert run_b.info.status == "RUNNING"
-    assert _contiguous_from_1(_steps(store, run_b.info.run_id, "train/loss_step"))
+    assert contiguous_from_1(steps_of(store, run_b.info.run_id, "train/loss_step"))
     last_beat = doctor.heartbeat_seconds(run_b.data.tags[tags.HEARTBEAT])
     assert last_beat is not None
     last_beat_ms = round(last_beat * 1000)
@@ -435,14 +287,14 @@ def test_sigkilled_training_is_ended_by_its_writer_or_repaired_by_doctor(
     assert store.get_run(run_b.info.run_id).info.status == "RUNNING"
 
     # The next `psy-agents train` in that experiment ends the orphan before it starts.
-    assert main(_train_args(small_data, tracking_uri, "training.num_epochs=1",
+    assert main(train_args(small_data, tracking_uri, "training.num_epochs=1",
                             "mlflow.orphan_after_s=2", "mlflow.run_name=next")) == 0  # fmt: skip
     run_b = store.get_run(run_b.info.run_id)
     assert run_b.info.status == "FAILED"
     assert "no heartbeat" in run_b.data.tags[tags.END_REASON]
     assert run_b.info.end_time == last_beat_ms  # it ended at its last sign of life
     assert store.get_run(run_a.info.run_id).info.status == "KILLED"  # not touched
-    (nxt,) = _runs(store, EXPERIMENT, **{"mlflow.runName": "next"})
+    (nxt,) = runs_named(store, EXPERIMENT, **{"mlflow.runName": "next"})
     assert nxt.info.status == "FINISHED"
 
 
@@ -546,7 +398,7 @@ def test_artifact_store_full_or_read_only_mid_training_keeps_the_training_state(
     saboteur = threading.Thread(target=break_it_once_training_starts, daemon=True)
     saboteur.start()
     save_dir = tmp_path / "ckpt"
-    code = main(_train_args(small_data, tracking_uri, "training.num_epochs=2",
+    code = main(train_args(small_data, tracking_uri, "training.num_epochs=2",
                             f"training.save_dir={save_dir}"))  # fmt: skip
     saboteur.join(5)
     assert broken.is_set(), "the artifact store was never broken: the drill proved nothing"
@@ -555,7 +407,7 @@ def test_artifact_store_full_or_read_only_mid_training_keeps_the_training_state(
     assert code == 2
     assert err[-1].startswith("error: ") and reason in err[-1], err
     assert str(save_dir / "best_checkpoint.pt") in err[-1]
-    (run,) = _runs(client, EXPERIMENT)
+    (run,) = runs_named(client, EXPERIMENT)
     assert run.info.status == "FAILED"
     assert reason in run.data.tags["psy_agents.end_reason"]
     assert_complete_history(client, run)
@@ -563,122 +415,3 @@ def test_artifact_store_full_or_read_only_mid_training_keeps_the_training_state(
 
     state = torch.load(save_dir / "best_checkpoint.pt", map_location="cpu", weights_only=True)
     assert state["global_step"] > 0 and state["model_state_dict"]
-
-
-# ------------------------------------------------------------------------------ the end
-def test_server_dead_for_good_train_exits_in_seconds_and_sync_completes_the_run(
-    small_data, tmp_path: Path, clis: list[Cli]
-) -> None:
-    """The server dies after epoch 1 and stays down: the process finishes training, journals,
-    says where and how to sync, and exits 3 within 30 s of its last step; sync completes it."""
-    srv = MlflowServer(f"sqlite:///{tmp_path}/server.db", tmp_path).start()
-    try:
-        cli = Cli(_train_args(small_data, srv.url, "training.num_epochs=3",
-                              "mlflow.run_name=dies_for_good"), tmp_path, "train")  # fmt: skip
-        clis.append(cli)
-        client = MlflowClient(srv.url)
-
-        def first_epoch_in() -> Any:
-            runs = _runs(client, EXPERIMENT, **{"mlflow.runName": "dies_for_good"})
-            if runs and client.get_metric_history(runs[0].info.run_id, "epoch/val_f1_macro"):
-                return runs[0]
-            return None
-
-        run = wait_for("epoch 1 in the store", first_epoch_in, 240, (cli,))
-        srv.kill()
-        code = cli.proc.wait(240)
-        exited_at = time.time()
-        out = cli.text()
-        assert code == 3, out[-3000:]
-        assert "Traceback" not in out, out[-3000:]
-        journal = _leftover_journals(tmp_path)
-        assert [j.name for j in journal] == [f"{run.info.run_id}.journal.jsonl"]
-        assert f"psy-agents sync {journal[0]}" in out
-
-        srv.start()
-        assert main(["sync", str(journal[0])]) == 0
-        run = client.get_run(run.info.run_id)
-        assert run.info.status == "FINISHED"
-        assert_complete_history(client, run)
-        last_step = max(_history_timestamps(client, run.info.run_id, "train/loss_step"))
-        after = exited_at - last_step
-        assert after < 30, f"exited {after:.1f} s after its last step"
-        top = {f.path for f in client.list_artifacts(run.info.run_id)}
-        assert {"config.yaml", "checkpoints"} <= top
-        assert_whole_model(client, run)
-    finally:
-        srv.stop()
-
-
-def _end_phase_started(client: MlflowClient, name: str, epochs: int) -> Any:
-    runs = _runs(client, EXPERIMENT, **{"mlflow.runName": name})
-    if not runs:
-        return None
-    history = client.get_metric_history(runs[0].info.run_id, "epoch/val_f1_macro")
-    return runs[0] if len(history) >= epochs else None
-
-
-def test_sigint_at_ten_moments_across_the_end_of_train_never_leaves_half_a_model(
-    small_data, tmp_path: Path, clis: list[Cli]
-) -> None:
-    """Ten trainings, five at a time; each gets Ctrl-C at its own moment after its last
-    epoch: checkpoint upload, model, the run's end, the summary, the exit."""
-    import mlflow
-    from mlflow.entities import LoggedModelStatus
-
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    client = MlflowClient(uri)
-    client.search_experiments()  # the schema once, before ten processes race for nothing
-    outcomes = []
-    for batch in (range(0, 5), range(5, 10)):
-        started = {}
-        for moment in batch:
-            name = f"interrupted_{moment}"
-            args = _train_args(small_data, uri, "training.num_epochs=1", f"mlflow.run_name={name}")
-            started[moment] = Cli(args, tmp_path, name)
-        clis.extend(started.values())
-        due: dict[int, float] = {}
-        runs: dict[int, Any] = {}
-        deadline = time.monotonic() + 300
-        while len(runs) < len(started) or any(
-            started[m].proc.poll() is None and m not in due for m in started
-        ):
-            assert time.monotonic() < deadline, "the trainings did not reach their end"
-            for moment, cli in started.items():
-                if moment in runs:
-                    continue
-                run = _end_phase_started(client, f"interrupted_{moment}", 1)
-                if run is not None:
-                    runs[moment] = run
-                    due[moment] = time.monotonic() + 0.15 * moment % 1.5
-                elif cli.proc.poll() is not None:
-                    pytest.fail(f"{cli.log.name} exited early:\n{cli.text()[-3000:]}")
-            for moment, at in list(due.items()):
-                if time.monotonic() >= at:
-                    if started[moment].proc.poll() is None:
-                        started[moment].proc.send_signal(signal.SIGINT)
-                    del due[moment]
-            threading.Event().wait(0.05)
-        for moment, cli in started.items():
-            code = cli.proc.wait(120)
-            out = cli.text()
-            # 130: interrupted, the run ended KILLED. -SIGINT: the signal came while Python was
-            # already finalizing after the run had ended (a shell shows both as 130).
-            assert code in (0, 130, -signal.SIGINT), out[-3000:]
-            assert "Traceback" not in out, out[-3000:]
-            finished = client.get_run(runs[moment].info.run_id)
-            assert finished.info.status == ("KILLED" if code == 130 else "FINISHED"), out[-2000:]
-            assert_complete_history(client, finished)
-            top = {f.path for f in client.list_artifacts(finished.info.run_id)}
-            whole = []
-            for model in _models(client, finished).values():  # a model shown READY is whole
-                if isinstance(model, str):
-                    whole.append(mlflow.pyfunc.load_model(model))
-                elif model.status == LoggedModelStatus.READY:
-                    whole.append(mlflow.pyfunc.load_model(model.artifact_location))
-                else:  # an interrupted upload is marked so, never left looking whole
-                    assert model.status == LoggedModelStatus.FAILED, model
-            assert not [p for p in top if "staged" in p]
-            outcomes.append((moment, code, bool(whole)))
-    codes = {code for _, code, _ in outcomes}
-    assert 130 in codes and codes - {130}, outcomes  # the moments did span the end

@@ -128,6 +128,7 @@ FIRST_START = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", [3, 5])
 def test_simultaneous_first_starts_on_a_new_sqlite_file_all_succeed(tmp_path: Path, n: int) -> None:
     script = tmp_path / "first_start.py"

@@ -94,6 +94,7 @@ def test_sync_of_a_missing_journal_is_a_clear_error(tracking_uri: str, capsys) -
     assert "journal not found" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_server_down_for_good_journal_then_sync_uploads_exactly_once(tmp_path: Path) -> None:
     """A real `mlflow server`: stopped mid-run and not restarted before the run ends."""
     from psy_agents_noaug.tracking import sink as metric_sink
@@ -123,6 +124,38 @@ def test_server_down_for_good_journal_then_sync_uploads_exactly_once(tmp_path: P
         history = _history(server.url, run_id, "train/loss_step")
         assert sorted(step for step, _ in history) == list(range(1, 1201))
         assert MlflowClient(server.url).get_run(run_id).info.status == "FINISHED"
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_an_artifact_journaled_in_a_short_outage_is_uploaded_when_the_server_is_back(
+    tmp_path: Path,
+) -> None:
+    """Only an artifact met the outage (the points before and after found the server): the
+    writer still replays its journal, so the file reaches the run and no journal is left."""
+    from tests.mlflow_server import MlflowServer
+
+    server = MlflowServer(f"sqlite:///{tmp_path}/server.db", tmp_path).start()
+    try:
+        client = MlflowClient(server.url)
+        run_id = client.create_run(client.create_experiment("blip")).info.run_id
+        sink = get_sink(run_id, tracking_uri=server.url, journal_dir=tmp_path / "journal")
+        sink.log("m", 1.0, step=1)
+        assert sink.flush().stored
+        server.kill()
+        (tmp_path / "config.yaml").write_text("seed: 1\n")
+        sink.log_artifact(tmp_path / "config.yaml")
+        assert not sink.flush(timeout=60).stored  # journaled while the server is down
+        server.start()
+        sink.log("m", 2.0, step=2)
+        sink.end_run("FINISHED")
+        result = sink.flush(timeout=60)
+        assert result.stored and not result.journals, result
+        assert [f.path for f in client.list_artifacts(run_id)] == ["config.yaml"]
+        assert sorted(step for step, _ in _history(server.url, run_id, "m")) == [1, 2]
+        assert client.get_run(run_id).info.status == "FINISHED"
+        assert not list((tmp_path / "journal").glob("*.journal.jsonl"))
     finally:
         server.stop()
 

@@ -94,6 +94,7 @@ def _run_id(out: str) -> str:
     return line.split(":", 1)[1].split()[0]
 
 
+@pytest.mark.slow
 def test_train_resume_from_a_run_continues_it_in_a_new_linked_run(
     tiny_overrides: list[str], tracking_uri: str
 ) -> None:

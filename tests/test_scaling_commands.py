@@ -36,6 +36,7 @@ DISTRIBUTED_MARKER = REPO / "src" / "psy_agents_noaug" / "training" / "distribut
 
 pytestmark = [
     pytest.mark.postgres,
+    pytest.mark.slow,
     pytest.mark.skipif(postgres_available() is not None, reason=str(postgres_available())),
 ]
 

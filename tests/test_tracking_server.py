@@ -29,6 +29,7 @@ from tests.mlflow_server import (
 
 pytestmark = [
     pytest.mark.postgres,
+    pytest.mark.slow,
     pytest.mark.skipif(postgres_available() is not None, reason=str(postgres_available())),
 ]
 

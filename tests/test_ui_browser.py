@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import pytest
 from mlflow import MlflowClient
 
+from tests import warm_cli
 from tests.browser import (
     MODEL_TRAINING,
     browser_missing,
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 _BROWSER_MISSING = browser_missing()
 pytestmark = [
     pytest.mark.ui,
+    pytest.mark.slow,
     pytest.mark.skipif(_BROWSER_MISSING is not None, reason=str(_BROWSER_MISSING)),
 ]
 
@@ -64,24 +66,22 @@ class Store:
 
 
 def _psy_agents(args: list[str], cwd: Path) -> str:
-    """Run the installed `psy-agents` console script; return its stdout."""
-    script = Path(sys.executable).with_name("psy-agents")
-    assert script.exists(), f"{script} missing: install the package (make install)"
+    """Run ``psy-agents ARGS`` as a real process (forked warm: tests/warm_cli.py); its output."""
     env = {
         **os.environ,
         "PSY_AGENTS_JOURNAL_DIR": str(cwd / "journal"),
         "OMP_NUM_THREADS": "1",  # two shared cores: one thread is as fast and lighter
     }
-    done = subprocess.run(
-        [str(script), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT_S,
-    )
-    assert done.returncode == 0, f"psy-agents {args[0]} failed:\n{done.stderr[-3000:]}"
-    return done.stdout
+    log = cwd / f"{args[0]}.log"
+    proc = warm_cli.shared().start(args, cwd, log, env)
+    try:
+        code = proc.wait(CLI_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    output = log.read_text(errors="replace")
+    assert code == 0, f"psy-agents {args[0]} failed ({code}):\n{output[-3000:]}"
+    return output
 
 
 def _spec_step_6(uri: str, cwd: Path) -> None:

@@ -197,6 +197,7 @@ def cmd_train(args: list[str]) -> int:
 
 def _report_training(cfg: Any, results: dict[str, Any]) -> int:
     from psy_agents_noaug.tracking.links import run_link
+    from psy_agents_noaug.tracking.sink import default_journal_dir
     from psy_agents_noaug.tracking.store import mask_uri
 
     stop = results["stop_reason"]
@@ -219,7 +220,7 @@ def _report_training(cfg: Any, results: dict[str, Any]) -> int:
         print(f"see it with       : mlflow ui --backend-store-uri {mask_uri(uri)}")
     print(f"open              : {run_link(uri, results['experiment_id'], results['run_id'])}")
     if not results.get("synced", True):
-        journals = results.get("journals") or [cfg.mlflow.journal_dir]
+        journals = results.get("journals") or [cfg.mlflow.journal_dir or default_journal_dir()]
         print(
             f"not synced        : the tracking store at {mask_uri(uri)} was unreachable at the "
             f"end; the run's remaining points and its end status wait in {journals[0]}",

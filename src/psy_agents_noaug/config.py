@@ -199,7 +199,7 @@ RULES: dict[str, tuple[Check, str]] = {
     "mlflow.tracking_uri": (_str, "a tracking URI such as sqlite:///mlflow.db"),
     "mlflow.experiment_name": (_optional(_str), "a name or null"),
     "mlflow.run_name": (_optional(_str), "a name or null"),
-    "mlflow.journal_dir": (_str, "a folder path"),
+    "mlflow.journal_dir": (_optional(_str), "a folder path or null"),
     "mlflow.orphan_after_s": (_float(0.0, lo_open=True), "a number of seconds > 0"),
     "mlflow.http_timeout_s": (_int(1, 600), "an integer number of seconds in [1, 600]"),
     "mlflow.http_max_retries": (_int(0, 10), "an integer in [0, 10]"),

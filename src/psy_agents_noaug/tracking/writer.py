@@ -275,6 +275,9 @@ class Writer:
         if not path.exists():
             _log(f"artifact {path} of run {message.run_id} is gone before its upload; skipped")
             return
+        # unreachable: journaled, and the run's later messages queue behind it until a replay
+        # uploads it; refused: kept in the journal (and said), while the metrics go on
+        queue_behind = True
         if message.run_id not in self.journaling:
             upload = self.client.log_artifacts if path.is_dir() else self.client.log_artifact
             outcome = self.attempt(
@@ -288,13 +291,14 @@ class Writer:
                 return
             if outcome == Outcome.REJECTED:  # full or read-only: the metrics still go on
                 self.refused.append((message.run_id, f"{path.name}: {self.last_refusal}"))
+                queue_behind = False
         kept = jr.keep_copy(
             self.journal_dir, message.run_id, message.seq, path, owned=message.remove_after
         )
         record = jr.ArtifactsRecord(
             f"{self.session}:{message.seq}:art", str(kept), message.artifact_path
         )
-        self._append(message.run_id, [record], journaling=message.run_id in self.journaling)
+        self._append(message.run_id, [record], journaling=queue_behind)
 
     def on_flush(self, message: Flush) -> None:
         with _urgent():

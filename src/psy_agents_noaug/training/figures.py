@@ -30,7 +30,8 @@ def _axes(title: str):  # type: ignore[no-untyped-def]
     import matplotlib.pyplot as plt
 
     rows, cols = _GRID
-    figure, axes = plt.subplots(rows, cols, figsize=(11, 10), constrained_layout=True)
+    figure, axes = plt.subplots(rows, cols, figsize=(11, 10))
+    figure.subplots_adjust(left=0.06, right=0.98, bottom=0.05, top=0.92, hspace=0.45, wspace=0.3)
     figure.suptitle(title)
     return figure, axes.ravel()
 
@@ -105,7 +106,8 @@ def write_figures(
         axis.set_ylabel("F1", fontsize=8)
     written.append(_save(figure, out_dir / f"{split}_threshold_sweep.png"))
 
-    figure, axis = plt.subplots(figsize=(6, 6), constrained_layout=True)
+    figure, axis = plt.subplots(figsize=(6, 6))
+    figure.subplots_adjust(left=0.12, right=0.96, bottom=0.1, top=0.92)
     edges = np.linspace(0.0, 1.0, 11)
     flat_p, flat_y = probs.ravel(), y.ravel()
     centres, observed, sizes = [], [], []
