@@ -130,16 +130,6 @@ def small_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture
 def tiny_overrides(small_data: tuple[Path, Path], tracking_uri: str) -> list[str]:
     """Overrides for a seconds-long tiny-model run on the small data, tracked in tmp."""
-    posts, ann = small_data
-    return [
-        "model=tiny",
-        "model.max_length=64",
-        "training.num_epochs=2",
-        "training.batch_size=16",
-        "training.logging_steps=1",
-        "training.system_metrics_interval=5",
-        f"data.posts_path={posts}",
-        f"data.annotations_path={ann}",
-        f"mlflow.tracking_uri={tracking_uri}",
-        "progress=false",
-    ]
+    from tests.tiny import tiny_overrides as overrides
+
+    return overrides(small_data, tracking_uri)

@@ -28,6 +28,7 @@ from mlflow.entities import LoggedModelStatus
 from psy_agents_noaug.cli import main
 from psy_agents_noaug.data.posts import CRITERION_IDS
 from psy_agents_noaug.training.metrics import THRESHOLD_GRID
+from tests.tiny import tiny_overrides
 
 CRITERIA = tuple(f"A.{i}" for i in range(1, 10))
 SYSTEM_INTERVAL = 2
@@ -75,21 +76,8 @@ WINDOW_STATS = (
 
 
 def _overrides(small_data: tuple[Path, Path], uri: str) -> list[str]:
-    """`tiny_overrides` with a short system-metrics interval: 28 training posts make two
-    steps an epoch."""
-    posts, ann = small_data
-    return [
-        "model=tiny",
-        "model.max_length=64",
-        "training.num_epochs=2",
-        "training.batch_size=16",
-        "training.logging_steps=1",
-        f"training.system_metrics_interval={SYSTEM_INTERVAL}",
-        f"data.posts_path={posts}",
-        f"data.annotations_path={ann}",
-        f"mlflow.tracking_uri={uri}",
-        "progress=false",
-    ]
+    """`tiny_overrides` with a short system-metrics interval."""
+    return tiny_overrides(small_data, uri, system_metrics_interval=SYSTEM_INTERVAL)
 
 
 @dataclass

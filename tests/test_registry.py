@@ -25,6 +25,7 @@ from psy_agents_noaug.utils.mlflow_utils import (
     save_model_to_mlflow,
     synthetic_like,
 )
+from tests.tiny import TINY_MODEL_CFG
 
 # Verification step 6 of the spec, byte for byte (run with `python -c`).
 STEP6_SNIPPET = """
@@ -36,16 +37,6 @@ with mlflow.start_run():
     model = torch.nn.Linear(10, 2)
     register_model(model, 'test_model', stage='Staging')
 """
-
-
-MODEL_CFG = {
-    "name": "tiny",
-    "encoder_name": "tiny",
-    "dropout": 0.1,
-    "framing": "multilabel",
-    "aggregation": "max",
-    "max_length": 48,
-}
 
 
 class InputIdsCriteria(nn.Module):
@@ -124,7 +115,7 @@ def test_usage_example_3_runs_verbatim_in_a_training_script(uri: str) -> None:
     from psy_agents_noaug.training.train_loop import Trainer
 
     torch.manual_seed(0)
-    classifier, tokenizer = build_model(SimpleNamespace(**MODEL_CFG), seed=0)
+    classifier, tokenizer = build_model(SimpleNamespace(**TINY_MODEL_CFG), seed=0)
     model = InputIdsCriteria(classifier)
     posts = ["I sleep all day. I still feel tired.", "Nothing is fun anymore, not even music."]
     frame = pd.DataFrame(
@@ -363,12 +354,12 @@ def test_register_model_against_an_mlflow_server(tmp_path: Path) -> None:
         from psy_agents_noaug.models.factory import build_model
         from psy_agents_noaug.models.serving import OUTPUT_COLUMNS, log_criteria_model
 
-        criteria_model, tokenizer = build_model(SimpleNamespace(**MODEL_CFG), seed=0)
+        criteria_model, tokenizer = build_model(SimpleNamespace(**TINY_MODEL_CFG), seed=0)
         with mlflow.start_run() as run:
             info = log_criteria_model(
                 criteria_model,
                 tokenizer,
-                {**MODEL_CFG, "max_length": 32},
+                {**TINY_MODEL_CFG, "max_length": 32},
                 registered_model_name="served_criteria",
                 stage="Production",
             )

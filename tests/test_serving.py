@@ -44,15 +44,8 @@ from psy_agents_noaug.models.serving import (
 from psy_agents_noaug.training.checkpoints import CheckpointError, save_checkpoint
 from psy_agents_noaug.training.losses import CriteriaLoss
 from tests.mlflow_server import free_port
+from tests.tiny import TINY_MODEL_CFG
 
-MODEL_CFG = {
-    "name": "tiny",
-    "encoder_name": "tiny",
-    "dropout": 0.1,
-    "framing": "multilabel",
-    "aggregation": "max",
-    "max_length": 48,
-}
 ENCODING = EncodingSpec(max_length=48)
 NAME = "criteria_classifier"
 IDS = [c.id for c in CRITERIA]
@@ -97,7 +90,7 @@ class _Marker:
 
 def tiny_trained_model(seed: int = 0, steps: int = 40) -> tuple[Any, Any]:
     """The tiny classifier after CriteriaLoss steps on POSTS: its weights are not the init's."""
-    model, tokenizer = build_model(SimpleNamespace(**MODEL_CFG), seed=seed)
+    model, tokenizer = build_model(SimpleNamespace(**TINY_MODEL_CFG), seed=seed)
     frame = POSTS.assign(labels=LABELS, evidence=EVIDENCE)
     dataset = PostWindowsDataset(frame, tokenizer, ENCODING)
     batch = WindowCollator(dataset, tokenizer.pad_token_id)([dataset[0], dataset[1]])
@@ -170,7 +163,7 @@ def log_checkpoint_run(uri: str, model: torch.nn.Module, f1: float = 0.6123) -> 
                 "best_metric": f1,
                 "metric_name": "val_f1_macro",
                 "config": {
-                    "model": dict(MODEL_CFG),
+                    "model": dict(TINY_MODEL_CFG),
                     "data": {"max_windows_per_post": ENCODING.max_windows, "window_overlap": 1},
                     "task": {"name": "criteria"},
                     "training": {"batch_size": 2, "save_optimizer": False},
@@ -355,7 +348,7 @@ def test_a_100000_character_post_predicts(served: PyFuncModel) -> None:
 
 
 def test_sentences_cut_from_a_long_post_do_not_count() -> None:
-    cfg = SimpleNamespace(**{**MODEL_CFG, "aggregation": "noisy_or"})
+    cfg = SimpleNamespace(**{**TINY_MODEL_CFG, "aggregation": "noisy_or"})
     model, tokenizer = build_model(cfg, seed=0)
     with torch.no_grad():  # every sentence that is read scores p = sigmoid(-4) = 0.018
         model.head.weight.zero_()
@@ -403,23 +396,25 @@ def test_stored_input_example_is_synthetic_and_nothing_is_pickled(
     trained = production.model.state_dict()
     # The rebuilt encoder may carry an unused pooler; every trained tensor is there, unchanged.
     assert all(torch.equal(weights[k], v) for k, v in trained.items())
-    init, _ = build_model(SimpleNamespace(**MODEL_CFG), seed=0)
+    init, _ = build_model(SimpleNamespace(**TINY_MODEL_CFG), seed=0)
     assert not torch.equal(init.head.weight, weights["head.weight"])  # trained, not the init
 
 
 def test_log_criteria_model_needs_a_run_and_valid_arguments(uri: str) -> None:
-    model, tokenizer = build_model(SimpleNamespace(**MODEL_CFG), seed=0)
+    model, tokenizer = build_model(SimpleNamespace(**TINY_MODEL_CFG), seed=0)
     with pytest.raises(ValueError, match="needs run_id or an active MLflow run"):
-        log_criteria_model(model, tokenizer, MODEL_CFG)
+        log_criteria_model(model, tokenizer, TINY_MODEL_CFG)
     with mlflow.start_run() as run:
         with pytest.raises(ValueError, match="stage must be one of"):
-            log_criteria_model(model, tokenizer, MODEL_CFG, registered_model_name="x", stage="Live")
+            log_criteria_model(
+                model, tokenizer, TINY_MODEL_CFG, registered_model_name="x", stage="Live"
+            )
         with pytest.raises(ValueError, match="need registered_model_name"):
-            log_criteria_model(model, tokenizer, MODEL_CFG, stage="Production")
+            log_criteria_model(model, tokenizer, TINY_MODEL_CFG, stage="Production")
         with pytest.raises(ValueError, match="lacks encoder_name"):
             log_criteria_model(model, tokenizer, {"name": "tiny", "max_length": 48})
         with pytest.raises(ValueError, match=r"threshold must be in \[0, 1\], got 1\.5"):
-            log_criteria_model(model, tokenizer, MODEL_CFG, thresholds={"A.3": 1.5})
+            log_criteria_model(model, tokenizer, TINY_MODEL_CFG, thresholds={"A.3": 1.5})
     assert MlflowClient().list_artifacts(run.info.run_id) == []  # nothing half-logged
 
 
@@ -430,7 +425,7 @@ def test_thresholds_given_to_log_criteria_model_are_the_default_decision(
         info = log_criteria_model(
             production.model,
             production.tokenizer,
-            MODEL_CFG,
+            TINY_MODEL_CFG,
             encoding=ENCODING,
             thresholds={"A.1": 0.01},  # the others keep 0.5
         )
