@@ -68,6 +68,34 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MlflowSer
             srv.kill()
 
 
+def _outage_across_an_epoch(srv: MlflowServer, clis: list[Cli], save_dirs: list[Path]) -> tuple:
+    """Kill the server before the first step, keep it down until a whole epoch was trained
+    (its checkpoint is on disk: the training process wrote it itself), then hold the
+    trainings still while the server comes back, so none of them ends during the outage
+    however slow the machine. Returns (killed_at, back_at)."""
+    killed_at = time.time()
+    srv.kill()
+    wait_for("an epoch trained while the server is down",
+             lambda: any((d / "best_checkpoint.pt").exists() for d in save_dirs), 240,
+             tuple(clis))  # fmt: skip
+    for cli in clis:
+        cli.proc.send_signal(signal.SIGSTOP)
+    try:
+        srv.start()
+    finally:
+        back_at = time.time()
+        for cli in clis:
+            cli.proc.send_signal(signal.SIGCONT)
+    return killed_at, back_at
+
+
+def _journal_report(folder: Path) -> str:
+    """What journals were left behind, and the CLIs' logs, for a failure message."""
+    parts = [f"{p}:\n{p.read_text(errors='replace')[-1500:]}" for p in leftover_journals(folder)]
+    parts += [f"{log}:\n{log.read_text(errors='replace')[-1500:]}" for log in folder.glob("*.log")]
+    return "\n".join(parts)
+
+
 @pytest.mark.slow
 @needs_postgres
 @pytest.mark.postgres
@@ -76,23 +104,19 @@ def test_server_killed_and_restarted_during_training_loses_nothing(
 ) -> None:
     srv, db_url = server
     store = MlflowClient(db_url)  # reads PostgreSQL directly: works while the server is down
-    cli = Cli(train_args(small_data, srv.url, "training.num_epochs=2",
+    save_dir = tmp_path / "checkpoints"
+    cli = Cli(train_args(small_data, srv.url, "training.num_epochs=3",
+                          f"training.save_dir={save_dir}",
                           "mlflow.run_name=drill_server_kill"), tmp_path, "train")  # fmt: skip
     clis.append(cli)
 
-    def training_started() -> Any:
+    def run_created() -> Any:
         runs = runs_named(store, EXPERIMENT, **{"mlflow.runName": "drill_server_kill"})
-        if runs and config_logged(srv.artifacts, runs[0].info.run_id):
-            return runs[0]
-        return None
+        return runs[0] if runs else None
 
-    run = wait_for("training to start", training_started, 180, (cli,))
-    killed_at = time.time()
-    srv.kill()
-    assert cli.proc.poll() is None, "training must outlive the server"
-    srv.start()
-    back_at = time.time()
-    assert cli.wait(300) == 0, cli.text()[-3000:]
+    run = wait_for("the run to be created", run_created, 180, (cli,))
+    killed_at, back_at = _outage_across_an_epoch(srv, [cli], [save_dir])
+    assert cli.wait(300) == 0, _journal_report(tmp_path)
 
     run = store.get_run(run.info.run_id)
     assert run.info.status == "FINISHED"
@@ -100,7 +124,7 @@ def test_server_killed_and_restarted_during_training_loses_nothing(
     during = [t for t in history_timestamps(store, run.info.run_id, "train/loss_step")
               if killed_at < t < back_at]  # fmt: skip
     assert during, "no step was logged while the server was down: the drill proved nothing"
-    assert not leftover_journals(tmp_path)
+    assert not leftover_journals(tmp_path), _journal_report(tmp_path)
     via_server = MlflowClient(srv.url)  # artifacts are served by the server
     top = {f.path for f in via_server.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "checkpoints"} <= top
@@ -143,27 +167,25 @@ def test_server_killed_during_hpo_with_two_workers_loses_nothing(
     srv, db_url = server
     store = MlflowClient(db_url)
     with postgres_database("psy_drill_study") as storage:
-        args = hpo_args(small_data, srv.url, storage, "stage.n_trials=2")
-        workers = [Cli(args, tmp_path, f"worker{i}") for i in range(2)]
+        args = hpo_args(small_data, srv.url, storage, "stage.n_trials=2", "stage.num_epochs=2")
+        save_dirs = [tmp_path / f"checkpoints{i}" for i in range(2)]
+        workers = [Cli([*args, f"training.save_dir={save_dirs[i]}"], tmp_path, f"worker{i}")
+                   for i in range(2)]  # fmt: skip
         clis.extend(workers)
 
-        def trial_training() -> bool:
-            children = runs_named(store, HPO_EXPERIMENT, **{"hpo.state": "RUNNING"})
-            return any(config_logged(srv.artifacts, c.info.run_id) for c in children)
+        def trial_created() -> bool:
+            return bool(runs_named(store, HPO_EXPERIMENT, **{"hpo.state": "RUNNING"}))
 
-        wait_for("a trial to start training", trial_training, 240, tuple(workers))
-        killed_at = time.time()
-        srv.kill()
-        srv.start()
-        back_at = time.time()
+        wait_for("a trial to start", trial_created, 240, tuple(workers))
+        killed_at, back_at = _outage_across_an_epoch(srv, workers, save_dirs)
         codes = [w.wait(400) for w in workers]
-        assert codes == [0, 0], [w.text()[-2000:] for w in workers]
+        assert codes == [0, 0], _journal_report(tmp_path)
         children = _assert_hpo_tree(store, storage, n_trials=2, failed=0)
         during = [t for c in children
                   for t in history_timestamps(store, c.info.run_id, "train/loss_step")
                   if killed_at < t < back_at]  # fmt: skip
         assert during, "no step was logged while the server was down"
-    assert not leftover_journals(tmp_path)
+    assert not leftover_journals(tmp_path), _journal_report(tmp_path)
 
 
 @pytest.mark.slow

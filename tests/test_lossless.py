@@ -108,6 +108,47 @@ def test_a_writer_that_keeps_dying_leaves_the_journal_to_this_process(
     assert client.get_run(run_id).info.status == "FINISHED"
 
 
+def test_closing_reads_the_writers_last_acknowledgements_before_journaling_anything(
+    sqlite_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Messages sent just before the writer closes are acknowledged on its way out, and on a
+    busy machine those acknowledgements can still sit in the pipe when the process has
+    exited. Closing must read them before journaling what looks unconfirmed: else the
+    points go to a journal nobody replays (an HPO worker left one so, and exited 0)."""
+    from psy_agents_noaug.tracking import sink as sink_module
+    from psy_agents_noaug.tracking.messages import Ack
+
+    read_frame = sink_module.read_frame
+    closing = sink_module.ConnectionState.CLOSING
+    watched: list = []  # the connection, once made
+
+    def starved_reader(stream):  # type: ignore[no-untyped-def]
+        message = read_frame(stream)
+        connection = watched[0] if watched else None
+        if isinstance(message, Ack) and connection is not None and connection.state == closing:
+            connection.proc.wait()  # the writer has exited before its last ack is read,
+            deadline = time.monotonic() + 1.5  # and the closing side gets there first
+            while connection.state == closing and time.monotonic() < deadline:
+                time.sleep(0.01)
+        return message
+
+    monkeypatch.setattr(sink_module, "read_frame", starved_reader)  # before the writer starts
+    client = MlflowClient(sqlite_store)
+    run_id = client.create_run(client.create_experiment("closing")).info.run_id
+    sink = get_sink(run_id)
+    connection = sink.connection
+    watched.append(connection)
+    for step in range(50):
+        sink.log("m", float(step), step=step)
+    sink.set_tags({"last": "word"})
+    sink.end_run("FINISHED")  # no flush: the writer confirms all this as it exits
+    connection.close()
+    assert not list(Path("journal").glob(f"*{jr.SUFFIX}"))
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["last"] == "word"
+    assert _steps(sqlite_store, run_id, "m") == list(range(50))
+
+
 # ------------------------------------------------------------------ 2. first starts
 FIRST_START = textwrap.dedent(
     """

@@ -13,8 +13,8 @@ Overrides are Hydra's `key=value` (e.g. `model=tiny training.num_epochs=2`).
 
 Exit codes: 0 done; 1 training failed (the loss became NaN/inf) or, for sync, part of a
 journal could not be read; 2 a user mistake (one line starting with "error:"); 3 training
-finished but the tracking store was unreachable at the end, so some points wait in a
-journal (the last lines name it and the sync command); 130 interrupted (Ctrl-C).
+(or a study) finished but the tracking store was unreachable at the end, so some points
+wait in a journal (the last lines name it and the sync command); 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -238,17 +238,27 @@ def cmd_hpo(args: list[str]) -> int:
     _, overrides = split_args("hpo", args)
     cfg = load_config(overrides)
     summary = run_hpo(cfg)
-    if cfg.mlflow.enabled:
-        from psy_agents_noaug.tracking.links import experiment_link
-        from psy_agents_noaug.tracking.store import mask_uri
+    if not cfg.mlflow.enabled:
+        return 0
+    from psy_agents_noaug.tracking.links import experiment_link
+    from psy_agents_noaug.tracking.sink import unsynced_journals
+    from psy_agents_noaug.tracking.store import mask_uri
 
-        uri = cfg.mlflow.tracking_uri
-        if not uri.startswith("http"):
-            print(f"see the parent run and its trials with: mlflow ui --backend-store-uri "
-                  f"{mask_uri(uri)}")  # fmt: skip
-        if summary.get("experiment_id") is not None:
-            print(f"open: {experiment_link(uri, summary['experiment_id'])}")
-    return 0
+    uri = cfg.mlflow.tracking_uri
+    if not uri.startswith("http"):
+        print(f"see the parent run and its trials with: mlflow ui --backend-store-uri "
+              f"{mask_uri(uri)}")  # fmt: skip
+    if summary.get("experiment_id") is not None:
+        print(f"open: {experiment_link(uri, summary['experiment_id'])}")
+    journals = unsynced_journals()
+    if not journals:
+        return 0
+    print(f"not synced: the tracking store at {mask_uri(uri)} was unreachable at the end; "
+          f"part of the study's runs waits in {len(journals)} journal(s). Upload with:",
+          file=sys.stderr)  # fmt: skip
+    for journal in journals:
+        print(f"  psy-agents sync {journal}", file=sys.stderr)
+    return EXIT_NOT_SYNCED
 
 
 def cmd_evaluate(args: list[str]) -> int:

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from mlflow.entities import Metric, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
@@ -240,7 +239,6 @@ class ParentRun:
     ) -> None:
         self.run = run
         self.run_id = run.run_id
-        self.client = MlflowClient(run.tracking_uri)
         self.metric = metric
         self.plot_interval_s = plot_interval_s
         self._last_plot = time.monotonic()  # figures first after one interval, and at the end
@@ -319,32 +317,28 @@ class ParentRun:
             The summary that was written.
         """
         summary = summarize_study(study)
-        now_ms = int(time.time() * 1000)
-        step = summary.finished
-        metrics = [Metric(k, v, now_ms, step) for k, v in summary.metrics(self.metric).items()]
-        best_tags = [
-            RunTag(run_tags.HPO_BEST_PARAMS, json.dumps(summary.best_params, default=str)),
-            *(
-                RunTag(f"{run_tags.HPO_BEST_PREFIX}{k}", str(v))
-                for k, v in summary.best_params.items()
-            ),
-        ]
-        self.client.log_batch(self.run_id, metrics=metrics, tags=best_tags)
+        sink = self.run.sink  # through the metric sink: a store that is down delays this
+        sink.log_dict(summary.metrics(self.metric), step=summary.finished)
+        best = summary.best_params
+        best_tags = {f"{run_tags.HPO_BEST_PREFIX}{k}": str(v) for k, v in best.items()}
+        sink.set_tags({run_tags.HPO_BEST_PARAMS: json.dumps(best, default=str), **best_tags})
         if self.plot_interval_s is None:
             plots = False
         elif plots is None:
             plots = time.monotonic() - self._last_plot >= self.plot_interval_s
         self._upload_artifacts(study, plots=plots)
+        sink.flush()  # readable before the next trial starts (journaled if the store is down)
         return summary
 
     def _upload_artifacts(self, study: optuna.Study, *, plots: bool) -> None:
         with tempfile.TemporaryDirectory(prefix="hpo_summary_") as tmp:
-            out = Path(tmp)
+            out = Path(tmp) / "summary"
+            out.mkdir()
             trials_history(study).to_csv(out / HISTORY_CSV, index=False)
             if plots:
                 write_plots(study, out)
                 self._last_plot = time.monotonic()
-            self.client.log_artifacts(self.run_id, str(out))
+            self.run.sink.log_artifact(out, mode="move")  # its files land at the run's root
 
     def leave(self, study: optuna.Study) -> StudySummary:
         """This worker is done but others still run trials: refresh, stop its heartbeat."""
@@ -364,8 +358,8 @@ class ParentRun:
         """
         try:
             summary = self.update(study, plots=True)
-        except Exception:  # the store is down: the status below still waits in the journal
-            _log.warning("could not write the final study summary now", exc_info=True)
+        except Exception:  # a summary (CSV, figures) must never keep the run from ending
+            _log.warning("could not write the final study summary", exc_info=True)
             summary = summarize_study(study)
         params = {f"best_hpo/{k}": v for k, v in summary.best_params.items()}
         if params:

@@ -234,18 +234,17 @@ def train_from_config(
 
 
 def _log_datasets(datasets: dict[str, Any]) -> None:
-    """The splits as the run's dataset inputs (the runs table's Dataset column)."""
+    """The splits as the run's dataset inputs (the runs table's Dataset column), through
+    the metric sink like the params: a store that is down for a moment delays them."""
     import mlflow
 
+    from psy_agents_noaug.tracking import get_sink
     from psy_agents_noaug.tracking.datasets import CONTEXTS
 
-    if mlflow.active_run() is None:
+    run = mlflow.active_run()
+    if run is None:
         return
-    for split, dataset in datasets.items():
-        try:
-            mlflow.log_input(dataset, context=CONTEXTS[split])
-        except Exception as exc:  # the record of the data is not worth a failed training
-            log.warning("could not log the %s dataset input: %s", split, exc)
+    get_sink(run.info.run_id).log_inputs({CONTEXTS[s]: d for s, d in datasets.items()})
 
 
 def _log_config(cfg: DictConfig, data_params: dict[str, str]) -> None:

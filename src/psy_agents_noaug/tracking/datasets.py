@@ -1,6 +1,7 @@
 """What data a run was trained on, as MLflow dataset inputs: shape and origin, never text.
 
-Each split (train, validation, test) is logged with ``mlflow.log_input``: the source file,
+Each split (train, validation, test) is logged as a dataset input (through the metric
+sink, :meth:`~psy_agents_noaug.tracking.sink.MetricSink.log_inputs`): the source file,
 a digest (of the files and the split's post ids), the row counts and per-criterion label
 counts in the profile, and a schema of ids and labels only. Real posts are health data:
 no text, and no token ids, reach the store.
@@ -17,7 +18,7 @@ from typing import Any
 
 from mlflow.data.dataset import Dataset
 
-__all__ = ["SplitDataset", "file_digest", "split_digest"]
+__all__ = ["SplitDataset", "dataset_inputs", "file_digest", "split_digest"]
 
 #: The run's split contexts, as the MLflow UI shows them next to the dataset.
 CONTEXTS = {"train": "training", "val": "validation", "test": "test"}
@@ -92,3 +93,26 @@ class SplitDataset(Dataset):
         out["schema"] = json.dumps({"mlflow_colspec": self.schema.to_dict()})
         out["profile"] = json.dumps(self._profile)
         return out
+
+
+def dataset_inputs(datasets: Sequence[tuple[Mapping[str, str], str]]) -> list[Any]:
+    """MLflow ``DatasetInput`` entities from ``(Dataset.to_dict() fields, context)`` pairs:
+    the form in which dataset inputs travel to the metric writer and wait in journals."""
+    from mlflow.entities import Dataset as DatasetEntity
+    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    return [
+        DatasetInput(
+            DatasetEntity(
+                name=fields["name"],
+                digest=fields["digest"],
+                source_type=fields["source_type"],
+                source=fields["source"],
+                schema=fields.get("schema"),
+                profile=fields.get("profile"),
+            ),
+            tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)],
+        )
+        for fields, context in datasets
+    ]

@@ -8,7 +8,8 @@ framed so that a reader can always resynchronise after a damaged one::
 The first record is a header (``{"journal": 2, "run_id": …, "tracking_uri": …, "host": …,
 "pid": …}``); then points records ``{"id": "<sink session>:<seq>:<part>", "m": [[key,
 value, step, timestamp_ms], …]}``, params/tags records ``{"id": …, "params": {…}, "tags":
-{…}}``, artifact records ``{"id": …, "artifacts": "<local copy>", "path": …}`` and end
+{…}}``, dataset-input records ``{"id": …, "inputs": [[{dataset fields}, context], …]}``,
+artifact records ``{"id": …, "artifacts": "<local copy>", "path": …}`` and end
 records ``{"id": …, "end": "FINISHED", "reason": …}``. A line whose checksum does not
 match (a writer killed mid-append, a disk that filled up) is skipped and counted; because
 the metric sink resends every message its writer had not confirmed, such a torn record is
@@ -81,6 +82,15 @@ class RunDataRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class InputsRecord:
+    """Dataset inputs: ``(dataset fields, context)`` pairs (see :class:`.messages.Inputs`)."""
+
+    id: str
+    datasets: list[tuple[dict[str, str], str]]
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class ArtifactsRecord:
     """A file or folder to upload; ``local_path`` is a copy the journal owns."""
 
@@ -90,7 +100,7 @@ class ArtifactsRecord:
     line: int = 0
 
 
-Record = PointsRecord | EndRecord | RunDataRecord | ArtifactsRecord
+Record = PointsRecord | EndRecord | RunDataRecord | InputsRecord | ArtifactsRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +185,8 @@ def append(
             body: dict[str, Any] = {"end": record.status, "reason": record.reason}
         elif isinstance(record, RunDataRecord):
             body = {"params": record.params, "tags": record.tags}
+        elif isinstance(record, InputsRecord):
+            body = {"inputs": [[fields, context] for fields, context in record.datasets]}
         else:
             body = {"artifacts": record.local_path, "path": record.artifact_path}
         chunks.append(_frame({"id": record.id, **body}))
@@ -347,6 +359,12 @@ def _record(parsed: dict[str, Any] | list[Any], line: int) -> Record | None:
             params = {str(k): str(v) for k, v in (parsed.get("params") or {}).items()}
             run_tags = {str(k): str(v) for k, v in (parsed.get("tags") or {}).items()}
             return RunDataRecord(str(parsed["id"]), params, run_tags, line)
+        if "inputs" in parsed:
+            datasets = [
+                ({str(k): str(v) for k, v in fields.items()}, str(context))
+                for fields, context in parsed["inputs"]
+            ]
+            return InputsRecord(str(parsed["id"]), datasets, line)
         if "artifacts" in parsed:
             path = parsed.get("path")
             return ArtifactsRecord(str(parsed["id"]), str(parsed["artifacts"]), path, line)

@@ -331,8 +331,12 @@ class TrackedRun:
                 f"create the run {run_name}",
                 budget_s=retry_s,
             )
-            if activate:
-                mlflow.start_run(run_id=run.info.run_id, nested=nested)
+            if activate:  # MLflow reads the run back first: a server may die right here
+                retry_store_call(
+                    lambda: mlflow.start_run(run_id=run.info.run_id, nested=nested),
+                    f"start the run {run_name}",
+                    budget_s=retry_s,
+                )
         sink = get_sink(run.info.run_id, tracking_uri=tracking_uri, journal_dir=journal_dir)
         sink.own_run(exclusive=exclusive)
         return cls(run.info.run_id, tracking_uri, sink, active=activate)

@@ -85,6 +85,16 @@ class Artifacts:
 
 
 @dataclass(frozen=True, slots=True)
+class Inputs:
+    """Dataset inputs of a run: ``(dataset fields, context)`` pairs, the fields as
+    :meth:`mlflow.data.dataset.Dataset.to_dict` gives them (name, digest, source, …)."""
+
+    seq: int
+    run_id: str
+    datasets: tuple[tuple[dict[str, str], str], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Flush:
     """Write everything sent so far now, then acknowledge."""
 
@@ -98,7 +108,7 @@ class Close:
     seq: int
 
 
-ToWriter = Points | Own | Disown | EndRun | RunData | Artifacts | Flush | Close
+ToWriter = Points | Own | Disown | EndRun | RunData | Inputs | Artifacts | Flush | Close
 
 
 @dataclass(frozen=True, slots=True)

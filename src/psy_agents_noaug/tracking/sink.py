@@ -48,6 +48,7 @@ from psy_agents_noaug.tracking.messages import (
     Disown,
     EndRun,
     Flush,
+    Inputs,
     Own,
     Points,
     Row,
@@ -68,6 +69,8 @@ JOURNAL_DIR_ENV = "PSY_AGENTS_JOURNAL_DIR"
 MAX_WRITER_DEATHS = 3
 RESTART_WINDOW_S = 60.0
 DEFAULT_FLUSH_TIMEOUT_S = 60.0
+#: After the writer exited, how long to wait for its last acknowledgements to be read.
+ACK_DRAIN_TIMEOUT_S = 10.0
 
 Value = Any  # float | int | 0-dim torch.Tensor
 QueuedPoint = tuple[str, str, Value, int, int]
@@ -120,6 +123,7 @@ class WriterConnection:
         self._deaths: list[float] = []
         self.state = ConnectionState.CONNECTED
         self.proc: subprocess.Popen[bytes] | None = None
+        self._ack_reader: threading.Thread | None = None
         self._wake = threading.Event()
         with self._lock:
             if not self._start_process():
@@ -147,9 +151,10 @@ class WriterConnection:
             _log(f"cannot start the metric writer ({exc}); journaling to {self.journal_dir}")
             return False
         self.proc = proc
-        threading.Thread(
+        self._ack_reader = threading.Thread(
             target=self._ack_loop, args=(proc,), name="psy-agents-sink-acks", daemon=True
-        ).start()
+        )
+        self._ack_reader.start()
         return True
 
     @property
@@ -260,6 +265,10 @@ class WriterConnection:
                 record_id = f"{self.session}:{message.seq}:data"
                 data = jr.RunDataRecord(record_id, message.params, message.tags)
                 by_run.setdefault(message.run_id, []).append(data)
+            elif isinstance(message, Inputs):
+                record_id = f"{self.session}:{message.seq}:in"
+                inputs = jr.InputsRecord(record_id, list(message.datasets))
+                by_run.setdefault(message.run_id, []).append(inputs)
             elif isinstance(message, Artifacts):
                 source = Path(message.local_path)
                 if source.exists():
@@ -348,12 +357,17 @@ class WriterConnection:
         except subprocess.TimeoutExpired:
             _log("the metric writer is still busy at exit; it finishes in the background")
             return
+        # Its last acknowledgements may still sit in the pipe: read them all (the reader
+        # ends at EOF and keeps what stayed unconfirmed) before judging what is left.
+        if self._ack_reader is not None:
+            self._ack_reader.join(ACK_DRAIN_TIMEOUT_S)
         with self._lock:
-            self._keep_unconfirmed()
+            if self.state != ConnectionState.CLOSED:
+                self._keep_unconfirmed()
 
     def _keep_unconfirmed(self) -> None:
         """The writer is gone for good: what it did not confirm goes to the journal from here."""
-        kept = Points | EndRun | RunData | Artifacts
+        kept = Points | EndRun | RunData | Inputs | Artifacts
         leftover = [m for m in self._unacked.values() if isinstance(m, kept)]
         if leftover:
             self._journal_locally(leftover)
@@ -435,6 +449,13 @@ class MetricSink:
         """Queue run tags, like :meth:`log_params`."""
         run_id, values = self.run_id, {str(k): str(v) for k, v in run_tags.items()}
         self.connection.submit(lambda seq: RunData(seq, run_id, tags=values))
+
+    def log_inputs(self, datasets: Mapping[str, Any]) -> None:
+        """Queue dataset inputs, ``{context: mlflow.data.dataset.Dataset}``, like
+        :meth:`log_params` (``mlflow.log_input`` would fail while the store is down)."""
+        run_id = self.run_id
+        pairs = tuple((dict(d.to_dict()), str(c)) for c, d in datasets.items())
+        self.connection.submit(lambda seq: Inputs(seq, run_id, pairs))
 
     def log_artifact(
         self, local_path: str | Path, artifact_path: str | None = None, *, mode: str = "copy"
@@ -569,9 +590,20 @@ def prestart(tracking_uri: str, journal_dir: str | Path | None = None) -> None:
 
 def flush_all(timeout: float | None = DEFAULT_FLUSH_TIMEOUT_S) -> bool:
     """Flush every writer of this process; True when everything is in the store."""
+    return not unsynced_journals(timeout)
+
+
+def unsynced_journals(timeout: float | None = DEFAULT_FLUSH_TIMEOUT_S) -> list[str]:
+    """Flush every writer of this process; the journals that still hold points (none when
+    everything is in the store; the journal folder when the writer could not confirm)."""
     with _LOCK:
         connections = list(_CONNECTIONS.values())
-    return all([bool(c.flush(timeout)) for c in connections])
+    left: set[str] = set()
+    for connection in connections:
+        result = connection.flush(timeout)
+        if not result:
+            left.update(result.journals or [str(connection.journal_dir)])
+    return sorted(left)
 
 
 def shutdown(timeout: float | None = 120.0) -> None:

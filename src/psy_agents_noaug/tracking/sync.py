@@ -65,6 +65,8 @@ def upload(journal: jr.Journal, client: Any) -> Uploaded:
             result.points += len(points)
         if isinstance(other, jr.RunDataRecord):
             _upload_run_data(client, run_id, other)
+        elif isinstance(other, jr.InputsRecord):
+            _upload_inputs(client, run_id, other)
         elif isinstance(other, jr.ArtifactsRecord):
             if not _upload_artifacts(client, run_id, other):
                 result.missing_artifacts.append(other.local_path)
@@ -90,6 +92,19 @@ def _upload_run_data(client: Any, run_id: str, record: jr.RunDataRecord) -> None
         if not is_rejection(exc):
             raise
         log.warning("run %s refused its params/tags (%s); skipped", run_id, first_line(exc))
+
+
+def _upload_inputs(client: Any, run_id: str, record: jr.InputsRecord) -> None:
+    from psy_agents_noaug.tracking.datasets import dataset_inputs
+
+    try:
+        _store_call(client.log_inputs, run_id, datasets=dataset_inputs(record.datasets))
+    except RunGone:
+        raise
+    except Exception as exc:
+        if not is_rejection(exc):
+            raise
+        log.warning("run %s refused its dataset inputs (%s); skipped", run_id, first_line(exc))
 
 
 def _upload_artifacts(client: Any, run_id: str, record: jr.ArtifactsRecord) -> bool:

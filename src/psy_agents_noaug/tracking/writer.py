@@ -39,6 +39,7 @@ from psy_agents_noaug.tracking.messages import (
     Disown,
     EndRun,
     Flush,
+    Inputs,
     Own,
     Points,
     RunData,
@@ -137,6 +138,7 @@ class Writer:
             Disown: self.on_disown,
             EndRun: self.on_end_run,
             RunData: self.on_run_data,
+            Inputs: self.on_inputs,
             Artifacts: self.on_artifacts,
             Flush: self.on_flush,
             Close: self.on_close,
@@ -265,6 +267,22 @@ class Writer:
             outcome = self.attempt(store, f"params and tags of run {message.run_id}")
             if outcome != Outcome.UNREACHABLE:
                 return
+        self._append(message.run_id, [record])
+
+    def on_inputs(self, message: Inputs) -> None:
+        from psy_agents_noaug.tracking.datasets import dataset_inputs
+
+        self._note_run(message.run_id)
+        if message.run_id not in self.journaling:
+            outcome = self.attempt(
+                lambda: self.client.log_inputs(
+                    message.run_id, datasets=dataset_inputs(message.datasets)
+                ),
+                f"dataset inputs of run {message.run_id}",
+            )
+            if outcome != Outcome.UNREACHABLE:
+                return
+        record = jr.InputsRecord(f"{self.session}:{message.seq}:in", list(message.datasets))
         self._append(message.run_id, [record])
 
     def on_artifacts(self, message: Artifacts) -> None:
