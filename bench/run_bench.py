@@ -96,6 +96,25 @@ class _NaiveSink:
         return True
 
 
+class _TimedFlush:
+    """The Trainer's sink, timing its flushes: the last one is the run's drain, what the
+    writer still had to do after the loop (counted against the mode)."""
+
+    def __init__(self, sink: Any) -> None:
+        self.sink = sink
+        self.seconds = 0.0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sink, name)
+
+    def flush(self, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return self.sink.flush(*args, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+
 def _schedstat_s(task_dir: str) -> float:
     """CPU time of one thread in seconds (nanosecond resolution, unlike /proc/*/stat)."""
     try:
@@ -148,7 +167,7 @@ class CpuWindow:
 
     @staticmethod
     def _read() -> dict[str, float]:
-        writers = [w.proc.pid for w in metric_sink._WRITERS.values() if w.proc is not None]
+        writers = [w.proc.pid for w in metric_sink.open_connections() if w.proc is not None]
         return {
             "threads": tracking_threads_cpu_s(),
             "writer": sum(process_cpu_s(pid) for pid in writers),
@@ -167,8 +186,10 @@ class TimedTrainer(Trainer):
     naive = False
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
-        if self.naive and not isinstance(self._sink, _NaiveSink) and self.run_id:
+        if self.naive and self.run_id:
             self._sink = _NaiveSink(self.run_id)
+        if self.run_id and not isinstance(self._sink, _TimedFlush):
+            self._sink = _TimedFlush(self._sink)
         window = CpuWindow()
         started = time.perf_counter()
         steps_before = self.global_step
@@ -178,17 +199,11 @@ class TimedTrainer(Trainer):
         self.cpu = window.end()
         return out
 
-    def _finish_tracking(self, owned: bool, status: str) -> None:
-        started = time.perf_counter()
-        self._sink.flush()  # what is still queued: timed, and counted against this mode
-        self.flush_seconds = time.perf_counter() - started
-        super()._finish_tracking(owned, status)
-
 
 def _writer_written() -> int:
     """Points the writer processes have stored so far (flushes first)."""
     total = 0
-    for writer in list(metric_sink._WRITERS.values()):
+    for writer in list(metric_sink.open_connections()):
         total += writer.flush(60).written
     return total
 
@@ -226,8 +241,8 @@ def run_ours(mode: str, uri: str | None, batches: list, val: list, logging_steps
         row["run_setup_s"] = time.perf_counter() - t0
         trainer.train()
         mlflow.end_run()
-        row["drain_s"] = trainer.flush_seconds
-        naive_sent = trainer._sink.sent if isinstance(trainer._sink, _NaiveSink) else 0
+        row["drain_s"] = trainer._sink.seconds
+        naive_sent = getattr(trainer._sink.sink, "sent", 0)
         sent = naive_sent + _writer_written() - written_before
         row.update(points_sent=sent, points_read_back=_count_points(uri, run.info.run_id))
     loop_ms = 1000 * trainer.loop_seconds / trainer.loop_steps

@@ -106,7 +106,7 @@ def worker(args: argparse.Namespace) -> int:
         metric_sink.prestart(args.uri)
         with mlflow.start_run() as run:
             trainer.train()
-        written = sum(w.flush(60).written for w in metric_sink._WRITERS.values())
+        written = sum(w.flush(60).written for w in metric_sink.open_connections())
         client = MlflowClient(args.uri)
         keys = list(client.get_run(run.info.run_id).data.metrics)
         result["points_sent"] = written

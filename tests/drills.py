@@ -35,9 +35,11 @@ needs_postgres = pytest.mark.skipif(
 )
 
 
-def train_args(small_data: tuple[Path, Path], uri: str, *extra: str) -> list[str]:
+def train_args(
+    small_data: tuple[Path, Path], uri: str, *extra: str, batch_size: int = BATCH_SIZE
+) -> list[str]:
     posts, ann = small_data
-    return ["train", "model=tiny", "model.max_length=64", f"training.batch_size={BATCH_SIZE}",
+    return ["train", "model=tiny", "model.max_length=64", f"training.batch_size={batch_size}",
             "training.logging_steps=1",
             f"training.system_metrics_interval={SYSTEM_INTERVAL}",
             "training.early_stopping.patience=0", f"data.posts_path={posts}",
@@ -45,10 +47,13 @@ def train_args(small_data: tuple[Path, Path], uri: str, *extra: str) -> list[str
             *extra]  # fmt: skip
 
 
-def hpo_args(small_data: tuple[Path, Path], uri: str, storage: str, *extra: str) -> list[str]:
+def hpo_args(
+    small_data: tuple[Path, Path], uri: str, storage: str, *extra: str,
+    batch_size: int = BATCH_SIZE,
+) -> list[str]:  # fmt: skip
     posts, ann = small_data
     return ["hpo", "stage=stage0", "model=tiny", "model.max_length=64",
-            f"stage.search_space.batch_size.choices=[{BATCH_SIZE}]",
+            f"stage.search_space.batch_size.choices=[{batch_size}]",
             "training.logging_steps=1", f"training.system_metrics_interval={SYSTEM_INTERVAL}",
             f"data.posts_path={posts}", f"data.annotations_path={ann}",
             f"mlflow.tracking_uri={uri}", f"stage.storage={storage}", "stage.sampler=random",
@@ -82,13 +87,33 @@ class Cli:
             self.proc.wait(30)
 
     def writer_pids(self) -> list[int]:
-        """The metric writer processes this CLI started (own sessions, children of ours)."""
+        """The metric writer processes of this CLI. They are forked by the launcher this
+        session shares (see tests/warm_cli.py), so they are found by the pipes they share
+        with this CLI (the sink's two pipes to its writer)."""
         import psutil
 
-        children = psutil.Process(self.proc.pid).children()
-        pids = [c.pid for c in children if "tracking.writer" in " ".join(c.cmdline())]
-        assert pids, children
+        ours = _pipes(self.proc.pid)
+        pids = [p.pid for p in psutil.process_iter(["cmdline"])
+                if "psy_agents_noaug.tracking" in " ".join(p.info["cmdline"] or ())
+                and _pipes(p.pid) & ours]  # fmt: skip
+        assert pids, f"no metric writer shares a pipe with pid {self.proc.pid}"
         return pids
+
+
+def _pipes(pid: int) -> set[str]:
+    """The pipes a process holds open (``pipe:[inode]``)."""
+    found = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("pipe:"):
+                found.add(target)
+    except OSError:
+        pass
+    return found
 
 
 def wait_for(

@@ -69,23 +69,33 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MlflowSer
 
 
 def _outage_across_an_epoch(srv: MlflowServer, clis: list[Cli], save_dirs: list[Path]) -> tuple:
-    """Kill the server before the first step, keep it down until a whole epoch was trained
-    (its checkpoint is on disk: the training process wrote it itself), then hold the
-    trainings still while the server comes back, so none of them ends during the outage
-    however slow the machine. Returns (killed_at, back_at)."""
+    """Kill the server, keep it down until an epoch ended after the kill (its checkpoint is
+    on disk, written by the training process itself), then hold the trainings still while
+    the server comes back, so none of them ends during the outage however slow the
+    machine. The caller starts this at the beginning of an epoch of several steps.
+    Returns (killed_at, back_at)."""
+
+    def hold(signum: int) -> None:
+        for cli in clis:
+            if cli.proc.poll() is None:
+                cli.proc.send_signal(signum)
+
+    hold(signal.SIGSTOP)  # the kill lands at the moment that was detected
     killed_at = time.time()
     srv.kill()
-    wait_for("an epoch trained while the server is down",
-             lambda: any((d / "best_checkpoint.pt").exists() for d in save_dirs), 240,
-             tuple(clis))  # fmt: skip
-    for cli in clis:
-        cli.proc.send_signal(signal.SIGSTOP)
+    hold(signal.SIGCONT)
     try:
-        srv.start()
-    finally:
-        back_at = time.time()
-        for cli in clis:
-            cli.proc.send_signal(signal.SIGCONT)
+        wait_for("an epoch trained while the server is down",
+                 lambda: any(p.stat().st_mtime > killed_at
+                             for d in save_dirs for p in d.glob("best_checkpoint.pt")),
+                 240, tuple(clis))  # fmt: skip
+        hold(signal.SIGSTOP)
+    finally:  # whatever happened, the next drill gets a server
+        try:
+            srv.start()
+        finally:
+            back_at = time.time()
+            hold(signal.SIGCONT)
     return killed_at, back_at
 
 
@@ -106,15 +116,17 @@ def test_server_killed_and_restarted_during_training_loses_nothing(
     store = MlflowClient(db_url)  # reads PostgreSQL directly: works while the server is down
     save_dir = tmp_path / "checkpoints"
     cli = Cli(train_args(small_data, srv.url, "training.num_epochs=3",
-                          f"training.save_dir={save_dir}",
-                          "mlflow.run_name=drill_server_kill"), tmp_path, "train")  # fmt: skip
+                          f"training.save_dir={save_dir}", "mlflow.run_name=drill_server_kill",
+                          batch_size=1), tmp_path, "train")  # fmt: skip
     clis.append(cli)
 
-    def run_created() -> Any:
+    def training_started() -> Any:
         runs = runs_named(store, EXPERIMENT, **{"mlflow.runName": "drill_server_kill"})
-        return runs[0] if runs else None
+        if runs and config_logged(srv.artifacts, runs[0].info.run_id):
+            return runs[0]  # config.yaml is the last thing logged before the first step
+        return None
 
-    run = wait_for("the run to be created", run_created, 180, (cli,))
+    run = wait_for("training to start", training_started, 180, (cli,))
     killed_at, back_at = _outage_across_an_epoch(srv, [cli], [save_dir])
     assert cli.wait(300) == 0, _journal_report(tmp_path)
 
@@ -167,16 +179,18 @@ def test_server_killed_during_hpo_with_two_workers_loses_nothing(
     srv, db_url = server
     store = MlflowClient(db_url)
     with postgres_database("psy_drill_study") as storage:
-        args = hpo_args(small_data, srv.url, storage, "stage.n_trials=2", "stage.num_epochs=2")
+        args = hpo_args(small_data, srv.url, storage, "stage.n_trials=2", "stage.num_epochs=2",
+                        batch_size=1)  # fmt: skip
         save_dirs = [tmp_path / f"checkpoints{i}" for i in range(2)]
         workers = [Cli([*args, f"training.save_dir={save_dirs[i]}"], tmp_path, f"worker{i}")
                    for i in range(2)]  # fmt: skip
         clis.extend(workers)
 
-        def trial_created() -> bool:
-            return bool(runs_named(store, HPO_EXPERIMENT, **{"hpo.state": "RUNNING"}))
+        def trial_training() -> bool:
+            children = runs_named(store, HPO_EXPERIMENT, **{"hpo.state": "RUNNING"})
+            return any(config_logged(srv.artifacts, c.info.run_id) for c in children)
 
-        wait_for("a trial to start", trial_created, 240, tuple(workers))
+        wait_for("a trial to start training", trial_training, 240, tuple(workers))
         killed_at, back_at = _outage_across_an_epoch(srv, workers, save_dirs)
         codes = [w.wait(400) for w in workers]
         assert codes == [0, 0], _journal_report(tmp_path)

@@ -162,3 +162,41 @@ def test_sigint_at_ten_moments_across_the_end_of_train_never_leaves_half_a_model
             outcomes.append((moment, code, bool(whole)))
     codes = {code for _, code, _ in outcomes}
     assert 130 in codes and codes - {130}, outcomes  # the moments did span the end
+
+
+FINALIZER_INTERRUPT = """
+import time, weakref
+from psy_agents_noaug.cli import _keep_interrupts_from_finalizers
+
+_keep_interrupts_from_finalizers()
+
+
+class Figure:
+    pass
+
+
+def boom(_):  # Ctrl-C arriving while a weakref callback runs (matplotlib has such callbacks)
+    raise KeyboardInterrupt
+
+
+figure = Figure()
+ref = weakref.ref(figure, boom)
+try:
+    del figure
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        time.sleep(0.01)  # a long-running loop the interrupt must still reach
+    print("the interrupt was lost")
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+
+
+def test_ctrl_c_inside_a_finalizer_still_interrupts_and_prints_no_traceback() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", FINALIZER_INTERRUPT], capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
+    assert out.stdout.strip() == "interrupted", out
+    assert "Exception ignored" not in out.stderr and "Traceback" not in out.stderr, out.stderr

@@ -7,7 +7,9 @@ line. Each child is a real process (its own pid, cwd, environment, log file, sig
 exit code) that runs ``psy_agents_noaug.cli.main`` from the top and leaves through a normal
 interpreter exit (atexit handlers, finalizers), exactly as ``python -m psy_agents_noaug.cli``
 would; only the imports were done before the fork. Nothing else runs in the warm process
-before it forks (no threads, no torch ops, no MLflow state), so a child starts clean.
+before it forks (no threads, no torch ops, no MLflow state), so a child starts clean. It
+starts the metric-writer launcher first (``psy_agents_noaug.tracking.launcher``), so the
+children share it and their writers start in milliseconds too.
 
 Run as ``python -m tests.warm_cli`` it is the warm process: it reads one JSON request per
 line on stdin (``{"args", "cwd", "env", "log"}``), forks, answers ``{"pid": N}`` and later
@@ -214,6 +216,9 @@ if __name__ == "__main__":
     matplotlib.use("Agg")
     for module in PRELOAD:
         importlib.import_module(module)
+    from psy_agents_noaug.tracking import launcher
+
+    launcher.ensure_running()  # every child's metric writer is forked from this one launcher
     request = _serve()
     if request is None:
         os._exit(0)  # the warm process itself leaves without running anyone's atexit

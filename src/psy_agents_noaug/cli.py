@@ -67,21 +67,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _keep_interrupts_from_finalizers() -> None:
-    """A Ctrl-C that lands inside a ``__del__`` is printed as "Exception ignored" and lost;
-    deliver it again a moment later instead, so it interrupts like any other."""
+    """A Ctrl-C that lands inside a finalizer (a ``__del__``, a weakref callback such as
+    matplotlib's) is "ignored" by Python: printed with a traceback, and lost. Deliver it
+    again a moment later instead, so it interrupts like any other."""
     import signal
     import threading
 
-    def interrupt(signum: int, frame: Any) -> None:
-        while frame is not None:
-            if frame.f_code.co_name == "__del__":
-                threading.Timer(0.02, os.kill, (os.getpid(), signal.SIGINT)).start()
-                return
-            frame = frame.f_back
-        raise KeyboardInterrupt
+    default = sys.unraisablehook
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, interrupt)
+    def hook(unraisable: Any) -> None:
+        if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
+            threading.Timer(0.02, os.kill, (os.getpid(), signal.SIGINT)).start()
+            return
+        default(unraisable)
+
+    sys.unraisablehook = hook
 
 
 def _run_command(command: str, rest: list[str]) -> int:

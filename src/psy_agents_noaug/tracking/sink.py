@@ -38,7 +38,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Protocol
 
 from psy_agents_noaug.tracking import journal as jr
 from psy_agents_noaug.tracking.messages import (
@@ -73,6 +73,7 @@ DEFAULT_FLUSH_TIMEOUT_S = 60.0
 ACK_DRAIN_TIMEOUT_S = 10.0
 
 Value = Any  # float | int | 0-dim torch.Tensor
+
 QueuedPoint = tuple[str, str, Value, int, int]
 
 
@@ -91,6 +92,18 @@ class FlushResult:
         return self.stored
 
 
+class WriterProc(Protocol):
+    """A writer process: ``subprocess.Popen`` or the launcher's :class:`WriterProcess`."""
+
+    pid: int
+    stdin: IO[bytes] | None
+    stdout: IO[bytes] | None
+
+    def wait(self, timeout: float | None = None) -> int | None: ...
+
+    def kill(self) -> None: ...
+
+
 class ConnectionState(enum.Enum):
     CONNECTED = "connected"  # a writer process takes the messages
     JOURNALING = "journaling"  # writers kept dying: this process writes the journal itself
@@ -100,6 +113,10 @@ class ConnectionState(enum.Enum):
 
 def _log(message: str) -> None:
     print(f"[psy-agents sink] {message}", file=sys.stderr, flush=True)
+
+
+def _exit_words(code: int | None) -> str:
+    return "" if code is None else f" (exit code {code})"
 
 
 class WriterConnection:
@@ -122,7 +139,7 @@ class WriterConnection:
         self._local = WriterStats()
         self._deaths: list[float] = []
         self.state = ConnectionState.CONNECTED
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: WriterProc | None = None
         self._ack_reader: threading.Thread | None = None
         self._wake = threading.Event()
         with self._lock:
@@ -135,21 +152,16 @@ class WriterConnection:
 
     # -- the writer process ------------------------------------------------------------
     def _start_process(self) -> bool:
-        env = dict(os.environ)
-        src = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
-        command = [sys.executable, "-m", "psy_agents_noaug.tracking.writer"]
-        try:
-            proc = subprocess.Popen(
-                [*command, self.tracking_uri, str(self.journal_dir), self.session],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                env=env,
-                start_new_session=True,  # Ctrl-C goes to training, not to the writer
-            )
-        except OSError as exc:
-            _log(f"cannot start the metric writer ({exc}); journaling to {self.journal_dir}")
-            return False
+        from psy_agents_noaug.tracking.launcher import start_writer
+
+        try:  # forked from the warm launcher: milliseconds
+            proc: WriterProc = start_writer(self.tracking_uri, self.journal_dir, self.session)
+        except OSError:
+            try:  # a fresh interpreter: a few seconds of imports
+                proc = self._start_fresh_writer()
+            except OSError as exc:
+                _log(f"cannot start the metric writer ({exc}); journaling to {self.journal_dir}")
+                return False
         self.proc = proc
         self._ack_reader = threading.Thread(
             target=self._ack_loop, args=(proc,), name="psy-agents-sink-acks", daemon=True
@@ -157,11 +169,24 @@ class WriterConnection:
         self._ack_reader.start()
         return True
 
+    def _start_fresh_writer(self) -> subprocess.Popen[bytes]:
+        env = dict(os.environ)
+        src = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
+        command = [sys.executable, "-m", "psy_agents_noaug.tracking.writer"]
+        return subprocess.Popen(
+            [*command, self.tracking_uri, str(self.journal_dir), self.session],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            start_new_session=True,  # Ctrl-C goes to training, not to the writer
+        )
+
     @property
     def writer_pid(self) -> int | None:
         return self.proc.pid if self.proc is not None else None
 
-    def _ack_loop(self, proc: subprocess.Popen[bytes]) -> None:
+    def _ack_loop(self, proc: WriterProc) -> None:
         assert proc.stdout is not None
         while True:
             message = read_frame(proc.stdout)
@@ -182,7 +207,7 @@ class WriterConnection:
         self._stats = ack.stats
         self._acked.notify_all()
 
-    def _writer_died(self, proc: subprocess.Popen[bytes]) -> None:
+    def _writer_died(self, proc: WriterProc) -> None:
         """Start a new writer and resend what the dead one had not confirmed (lock held)."""
         if proc is not self.proc or self.state not in _SENDING:
             return
@@ -200,7 +225,7 @@ class WriterConnection:
         pending = list(self._unacked.values())
         if len(self._deaths) <= MAX_WRITER_DEATHS and self._start_process():
             _log(
-                f"the metric writer (pid {proc.pid}) died (exit code {code}); a new one "
+                f"the metric writer (pid {proc.pid}) died{_exit_words(code)}; a new one "
                 f"(pid {self.writer_pid}) takes over and gets the {len(pending)} unconfirmed "
                 "message(s) again"
             )
@@ -209,7 +234,7 @@ class WriterConnection:
                     return  # the new one died too: its own ack loop handles that
             return
         _log(
-            f"the metric writer (pid {proc.pid}) died (exit code {code}) and cannot be "
+            f"the metric writer (pid {proc.pid}) died{_exit_words(code)} and cannot be "
             f"replaced; this process journals the metrics itself in {self.journal_dir}"
         )
         self.proc = None
@@ -593,13 +618,17 @@ def flush_all(timeout: float | None = DEFAULT_FLUSH_TIMEOUT_S) -> bool:
     return not unsynced_journals(timeout)
 
 
+def open_connections() -> list[WriterConnection]:
+    """This process's writer connections (one per store and journal folder)."""
+    with _LOCK:
+        return list(_CONNECTIONS.values())
+
+
 def unsynced_journals(timeout: float | None = DEFAULT_FLUSH_TIMEOUT_S) -> list[str]:
     """Flush every writer of this process; the journals that still hold points (none when
     everything is in the store; the journal folder when the writer could not confirm)."""
-    with _LOCK:
-        connections = list(_CONNECTIONS.values())
     left: set[str] = set()
-    for connection in connections:
+    for connection in open_connections():
         result = connection.flush(timeout)
         if not result:
             left.update(result.journals or [str(connection.journal_dir)])

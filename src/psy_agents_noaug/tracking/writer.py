@@ -28,7 +28,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from psy_agents_noaug.tracking import journal as jr
 from psy_agents_noaug.tracking import tags
@@ -163,12 +163,6 @@ class Writer:
             self._bulk = BulkMetricWriter.for_client(self.client)
             self._bulk_checked = True
         return self._bulk
-
-    def warm_up(self) -> None:
-        """Import MLflow now, while training is still loading its model."""
-        with contextlib.suppress(ImportError):
-            import mlflow.store.tracking.sqlalchemy_store
-            import mlflow.tracking  # noqa: F401
 
     # -- reading ----------------------------------------------------------------------
     def read_loop(self, stream: Any) -> None:
@@ -513,6 +507,14 @@ class Writer:
             )
 
 
+def warm_up() -> None:
+    """Import what writing needs (MLflow's client and SQL store): 2-3 s of CPU, paid while
+    training still loads its model, or once by the launcher for all its writers."""
+    with contextlib.suppress(ImportError):
+        import mlflow.store.tracking.sqlalchemy_store
+        import mlflow.tracking  # noqa: F401
+
+
 @contextlib.contextmanager
 def _urgent() -> Any:
     """Normal CPU priority while someone waits on this process."""
@@ -532,9 +534,17 @@ def _log(message: str) -> None:
     print(f"[psy-agents sink] {message}", file=sys.stderr, flush=True)
 
 
-def main(argv: list[str]) -> int:
-    tracking_uri, journal_dir, session = argv[0], Path(argv[1]), argv[2]
-    owner_pid = os.getppid()
+def serve(
+    tracking_uri: str,
+    journal_dir: Path,
+    session: str,
+    *,
+    owner_pid: int,
+    stdin: BinaryIO,
+    stdout: BinaryIO,
+) -> int:
+    """Be the writer: read messages from ``stdin`` and acknowledge on ``stdout`` until the
+    sink closes (or dies). Started fresh by :func:`main` or forked by the launcher."""
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     # Fail fast to our own retry-then-journal path, not MLflow's minutes of HTTP retries;
     # the training process's settings (inherited) say how long one request may take.
@@ -549,19 +559,26 @@ def main(argv: list[str]) -> int:
     if not set_background_priority(True):
         with contextlib.suppress(OSError):
             os.nice(10)
-    writer = Writer(
-        tracking_uri, journal_dir, sys.stdout.buffer, session=session, owner_pid=owner_pid
-    )
+    writer = Writer(tracking_uri, journal_dir, stdout, session=session, owner_pid=owner_pid)
     reader = threading.Thread(
-        target=writer.read_loop,
-        args=(sys.stdin.buffer,),
-        name="psy-agents-sink-reader",
-        daemon=True,
+        target=writer.read_loop, args=(stdin,), name="psy-agents-sink-reader", daemon=True
     )
     reader.start()
-    writer.warm_up()
+    warm_up()
     writer.run()
     return 0
+
+
+def main(argv: list[str]) -> int:
+    tracking_uri, journal_dir, session = argv[0], Path(argv[1]), argv[2]
+    return serve(
+        tracking_uri,
+        journal_dir,
+        session,
+        owner_pid=os.getppid(),
+        stdin=sys.stdin.buffer,
+        stdout=sys.stdout.buffer,
+    )
 
 
 if __name__ == "__main__":
