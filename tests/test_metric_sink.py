@@ -89,6 +89,37 @@ def test_interrupted_sync_resumes_without_doubling(tracking_uri: str) -> None:
     assert len(_history(tracking_uri, run_id, "m")) == 2500
 
 
+def test_a_journal_finished_by_another_writer_leaves_no_progress_for_the_next_one(
+    tracking_uri: str,
+) -> None:
+    """Two writers replay one run's journal (two HPO workers journaled its parent run): one
+    finishes it while the other is mid-upload. The slower one's progress must not outlive
+    the file, or a journal made anew for the run would start from that old line count."""
+    from psy_agents_noaug.tracking import journal as jr
+
+    client = MlflowClient(tracking_uri)
+    run_id = client.create_run(client.create_experiment("two_writers")).info.run_id
+    path = jr.journal_path(Path("journal"), run_id)
+
+    def points(first: int) -> list[jr.PointsRecord]:
+        return [jr.PointsRecord(f"s:{first + i}:0", [jr.Point("m", float(first + i),
+                first + i, 1_700_000_000_000 + first + i)]) for i in range(3)]  # fmt: skip
+
+    jr.append(path, run_id, tracking_uri, points(0), owner_pid=0)
+    slow = jr.Journal.read(path)
+    fast = jr.Journal.read(path)
+    assert jr.finish(fast) is not None  # the fast writer uploaded and finished it
+    slow.mark_uploaded(4)  # the slow one records its progress too late
+    assert not slow.progress_path().exists()
+    jr.append(path, run_id, tracking_uri, points(10), owner_pid=0)  # the run journals again
+    fresh = jr.Journal.read(path)
+    assert fresh.uploaded() == 0
+    fresh.progress_path().write_text("4")  # a progress file of format 1 (lines only)
+    assert fresh.uploaded() == 0
+    sync_journal(path, tracking_uri=tracking_uri)
+    assert sorted(s for s, _ in _history(tracking_uri, run_id, "m")) == [10, 11, 12]
+
+
 def test_sync_of_a_missing_journal_is_a_clear_error(tracking_uri: str, capsys) -> None:
     assert cli_main(["sync", "nope.journal.jsonl"]) == 2
     assert "journal not found" in capsys.readouterr().err

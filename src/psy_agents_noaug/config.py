@@ -186,6 +186,7 @@ RULES: dict[str, tuple[Check, str]] = {
     "training.num_workers": (_int(0, 64), "an integer in [0, 64]"),
     "training.pos_weight": (_pos_weight, "auto, none or a number > 0"),
     "training.sentence_loss_weight": (_float(0.0, 100.0), "a number in [0, 100]"),
+    "training.threshold_tolerance": (_float(0.0, 1.0), "a number in [0, 1]"),
     "training.save_optimizer": (_bool, "true or false"),
     "data.posts_path": (_optional(_str), "a CSV path or null (bundled sample)"),
     "data.annotations_path": (_optional(_str), "a CSV path or null (bundled sample)"),

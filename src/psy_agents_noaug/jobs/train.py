@@ -127,7 +127,7 @@ def prepare(cfg: DictConfig, distributed: DistContext = SINGLE) -> Prepared:
             model.to(device), device_ids=[distributed.local_rank] if device.type == "cuda" else None
         )
         train_loader, val_loader = shard_loaders(train_loader, val_loader, distributed, cfg.seed)
-    task = recipe.criteria_task(tune=True)
+    task = recipe.criteria_task(tune=True, tolerance=cfg.training.threshold_tolerance)
     return Prepared(
         model, tokenizer, train_loader, val_loader, device, criterion, task, data_params,
         datasets, distributed, resume,

@@ -224,6 +224,8 @@ class Journal:
     lines: int = 0
     owner_host: str | None = None
     owner_pid: int | None = None
+    #: The file's inode when read: progress is only ever about this very file.
+    inode: int = 0
 
     @classmethod
     def read(cls, path: str | Path) -> Journal:
@@ -231,10 +233,12 @@ class Journal:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"journal not found: {path}")
-        raw = path.read_bytes().split(b"\n")
+        with open(path, "rb") as fh:  # one open file: its inode and its bytes agree
+            inode = os.fstat(fh.fileno()).st_ino
+            raw = fh.read().split(b"\n")
         if raw and raw[-1] == b"":
             raw.pop()
-        journal = cls(path, run_id_of(path), None, [], lines=len(raw))
+        journal = cls(path, run_id_of(path), None, [], lines=len(raw), inode=inode)
         bad: list[tuple[int, bytes]] = []
         for number, line in enumerate(raw):
             parsed = _parse_line(line)
@@ -285,16 +289,29 @@ class Journal:
         return self.path.with_name(self.path.name + PROGRESS_SUFFIX)
 
     def uploaded(self) -> int:
-        """Lines already uploaded (records before this line index are in the store)."""
+        """Lines already uploaded (records before this line index are in the store).
+
+        Progress names the journal file's inode: a journal made anew for the run after
+        another process finished the old one starts at 0, whatever was recorded before.
+        """
         try:
-            return int(self.progress_path().read_text().strip() or 0)
-        except (FileNotFoundError, ValueError):
+            parts = self.progress_path().read_text().split()
+            inode, lines = (int(parts[0]), int(parts[1])) if len(parts) == 2 else (0, -1)
+        except (FileNotFoundError, ValueError, IndexError):
             return 0
+        return lines if inode == self.inode and lines >= 0 else 0
 
     def mark_uploaded(self, lines: int) -> None:
-        tmp = self.progress_path().with_suffix(".tmp")
-        tmp.write_text(str(lines))
-        os.replace(tmp, self.progress_path())
+        """Record progress, unless another process finished (renamed) this file meanwhile."""
+        with journal_lock(self.path.parent):
+            try:
+                if self.path.stat().st_ino != self.inode:
+                    return
+            except FileNotFoundError:
+                return
+            tmp = self.progress_path().with_suffix(".tmp")
+            tmp.write_text(f"{self.inode} {lines}")
+            os.replace(tmp, self.progress_path())
 
     def chunks(self, start: int) -> Iterator[tuple[int, list[Point], Record | None]]:
         """(lines done, points, another record or None) from line ``start``.

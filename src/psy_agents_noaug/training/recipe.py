@@ -19,6 +19,7 @@ from psy_agents_noaug.data.dataset import EncodingSpec, PostWindowsDataset, Wind
 from psy_agents_noaug.data.posts import CRITERION_IDS, PostExamples, build_post_examples
 from psy_agents_noaug.data.splits import Splits, split_by_post
 from psy_agents_noaug.training.losses import CriteriaLoss, positive_weights
+from psy_agents_noaug.training.metrics import THRESHOLD_TOLERANCE
 from psy_agents_noaug.training.tasks import CriteriaTask
 
 __all__ = [
@@ -168,7 +169,13 @@ def build_loss(train: pd.DataFrame, dataset: PostWindowsDataset, training_cfg: A
     )
 
 
-def criteria_task(thresholds: Mapping[str, float] | None = None, *, tune: bool) -> CriteriaTask:
-    """The nine-criteria task; ``thresholds`` by criterion id (from a checkpoint)."""
+def criteria_task(
+    thresholds: Mapping[str, float] | None = None,
+    *,
+    tune: bool,
+    tolerance: float = THRESHOLD_TOLERANCE,
+) -> CriteriaTask:
+    """The nine-criteria task; ``thresholds`` by criterion id (from a checkpoint);
+    ``tolerance``: ``training.threshold_tolerance`` when tuning."""
     values = [float((thresholds or {}).get(c, 0.5)) for c in CRITERION_IDS]
-    return CriteriaTask(CRITERION_IDS, tune=tune, thresholds=values)
+    return CriteriaTask(CRITERION_IDS, tune=tune, thresholds=values, tolerance=tolerance)

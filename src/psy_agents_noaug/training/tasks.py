@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from psy_agents_noaug.training.metrics import (
+    THRESHOLD_TOLERANCE,
     classification_metrics,
     criteria_metrics,
     tune_thresholds,
@@ -80,6 +81,8 @@ class CriteriaTask(ClassificationTask):
             validation split while training); False keeps :attr:`thresholds` fixed
             (evaluating a trained model on the test split).
         thresholds: Starting thresholds (default 0.5 each).
+        tolerance: F1 within this of the best counts as a tie when tuning (ties go to the
+            threshold nearest 0.5; see :func:`~.metrics.tune_thresholds`).
     """
 
     def __init__(
@@ -88,9 +91,11 @@ class CriteriaTask(ClassificationTask):
         *,
         tune: bool = True,
         thresholds: Sequence[float] | None = None,
+        tolerance: float = THRESHOLD_TOLERANCE,
     ) -> None:
         self.names = tuple(names)
         self.tune = tune
+        self.tolerance = tolerance
         self.thresholds = list(thresholds) if thresholds is not None else [0.5] * len(names)
         #: The last evaluated split's (labels, probabilities), for figures.
         self.last_predictions: tuple[np.ndarray, np.ndarray] | None = None
@@ -120,7 +125,7 @@ class CriteriaTask(ClassificationTask):
     def metrics(self, targets: np.ndarray, probs: np.ndarray, prefix: str) -> dict[str, float]:
         self.last_predictions = (targets, probs)
         if self.tune:
-            self.thresholds = tune_thresholds(targets, probs)
+            self.thresholds = tune_thresholds(targets, probs, tolerance=self.tolerance)
         return criteria_metrics(targets, probs, self.names, self.thresholds, prefix=prefix)
 
     def checkpoint_state(self) -> dict[str, Any]:
