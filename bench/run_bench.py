@@ -92,6 +92,9 @@ class _NaiveSink:
     def log(self, key: str, value: Any, step: int) -> None:
         self.log_dict({key: value}, step)
 
+    def log_artifact(self, local_path: Any, artifact_path: str | None = None, **_: Any) -> None:
+        self.client.log_artifact(self.run_id, str(local_path), artifact_path)
+
     def flush(self, timeout: float | None = None) -> bool:
         return True
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import mmap
 import os
 import signal
@@ -196,6 +197,7 @@ def measure(
     ratios: list[float] = []
     step_ms: dict[int, list[float]] = {1: [], 2: []}
     slice_seconds = writer_cpu = server_cpu = 0.0
+    stalled = 0
     try:
         # Start-up (imports, model, store set-up) runs concurrently; slicing starts once
         # both sides train.
@@ -226,7 +228,11 @@ def measure(
                     server_cpu += cpu_after[1] - cpu_before[1]
                 # Time between two step completions inside the slice: no partial steps.
                 this[slot] = (ns_b - ns_a) / 1e6 / max(1, steps_b - steps_a)
-            if pair >= warmup:
+                if steps_b == steps_a:  # no step finished in the slice (a stall): no figure
+                    this[slot] = math.nan
+            if math.isnan(this[1]) or math.isnan(this[2]):
+                stalled += 1
+            elif pair >= warmup:
                 ratios.append(this[1] / this[2])
                 step_ms[1].append(this[1])
                 step_ms[2].append(this[2])
@@ -248,6 +254,7 @@ def measure(
         "store": store or "none",
         "logging_steps": logging_steps,
         "pairs": len(ratios),
+        "stalled_pairs": stalled,
         "tracked_ms_per_step": round(statistics.median(step_ms[1]), 2),
         "untracked_ms_per_step": round(statistics.median(step_ms[2]), 2),
         "ratio": round(statistics.median(ratios), 4),

@@ -135,9 +135,9 @@ def test_posts_without_annotations_have_no_label() -> None:
 def test_sample_posts_shape_and_balance(sample_posts: pd.DataFrame) -> None:
     labels = pd.DataFrame(sample_posts["labels"].tolist())
     # ReDSM5's imbalance (about one positive criterion per post), with every criterion on
-    # at least 40 of the 480 posts so a small model can learn the rare ones.
+    # at least 333 of the 4,000 posts so a small model can learn the rare ones.
     assert 0.08 <= labels.to_numpy().mean() <= 0.2
-    assert ((labels.mean() >= 40 / 480) & (labels.mean() < 0.3)).all()
+    assert ((labels.mean() >= 333 / 4000) & (labels.mean() < 0.3)).all()
     assert (labels.sum(axis=1) == 0).mean() == pytest.approx(0.25, abs=0.02)
 
 
@@ -201,3 +201,18 @@ def test_split_that_would_be_empty_raises() -> None:
 def test_split_needs_post_id_column() -> None:
     with pytest.raises(ValueError, match="'post_id' column"):
         split_by_post(pd.DataFrame({"id": ["a", "b"]}))
+
+
+def test_max_train_posts_keeps_a_reproducible_subset_and_whole_val_and_test() -> None:
+    from psy_agents_noaug.config import load_config
+    from psy_agents_noaug.training.recipe import load_splits
+
+    full = load_splits(load_config([]))
+    cut = load_splits(load_config(["data.max_train_posts=100"]))
+    again = load_splits(load_config(["data.max_train_posts=100"]))
+    other_seed = load_splits(load_config(["data.max_train_posts=100", "seed=7"]))
+    assert len(cut.train) == 100 and set(cut.train["post_id"]) < set(full.train["post_id"])
+    assert cut.train["post_id"].tolist() == again.train["post_id"].tolist()
+    assert set(cut.train["post_id"]) != set(other_seed.train["post_id"])
+    assert cut.val["post_id"].tolist() == full.val["post_id"].tolist()
+    assert cut.test["post_id"].tolist() == full.test["post_id"].tolist()

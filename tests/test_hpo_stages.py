@@ -261,8 +261,10 @@ def test_stage0_trains_tiny_models_inside_nested_trial_runs(store: str, one_torc
         assert any(k.startswith("system/") for k in keys)
         assert params["hpo/learning_rate"] == params["training.optimizer.lr"]
         assert params["training.num_epochs"] == "1"
-        # the bundled sample's 480 posts: 336 train, 72 val (72 test), windowed
-        assert (params["data/train/posts"], params["data/val/posts"]) == ("336", "72")
+        # the bundled sample's 4,000 posts: 2,800 train, of which stage0 trains on 800;
+        # 600 val (600 test), windowed
+        assert params["data.max_train_posts"] == "800"
+        assert (params["data/train/posts"], params["data/val/posts"]) == ("800", "600")
         assert params["data/train/posts_cut"] == "0"
         artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
         assert "checkpoints" in artifacts

@@ -194,6 +194,7 @@ RULES: dict[str, tuple[Check, str]] = {
     "data.cache_dir": (_str, "a folder path"),
     "data.max_windows_per_post": (_int(1, 100_000), "an integer in [1, 100000]"),
     "data.window_overlap": (_int(0, 16), "an integer in [0, 16]"),
+    "data.max_train_posts": (_optional(_int(1)), "an integer >= 1 or null (every post)"),
     "data.val_fraction": (_float(0.0, 0.5, lo_open=True), "a number in (0, 0.5]"),
     "data.test_fraction": (_float(0.0, 0.5, lo_open=True), "a number in (0, 0.5]"),
     "mlflow.enabled": (_bool, "true or false"),

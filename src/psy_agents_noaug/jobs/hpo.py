@@ -57,9 +57,10 @@ def _validate_stage(stage: DictConfig) -> None:
     n_trials = stage.get("n_trials")
     if mode == "search" and not _is_int(n_trials, 1):
         raise _bad("n_trials", n_trials, "an integer >= 1")
-    epochs = stage.get("num_epochs")
-    if epochs is not None and not _is_int(epochs, 1):
-        raise _bad("num_epochs", epochs, "an integer >= 1 or null")
+    for key in ("num_epochs", "max_train_posts"):
+        value = stage.get(key)
+        if value is not None and not _is_int(value, 1):
+            raise _bad(key, value, "an integer >= 1 or null")
     timeout = stage.get("timeout")
     if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
         raise _bad("timeout", timeout, "seconds > 0 or null")
@@ -180,6 +181,8 @@ def build_objective(
     with _writable(base):
         if cfg.stage.get("num_epochs") is not None:
             base.training.num_epochs = int(cfg.stage.num_epochs)
+        if cfg.stage.get("max_train_posts") is not None:
+            base.data.max_train_posts = int(cfg.stage.max_train_posts)
         base.progress = False  # the trials bar replaces the per-epoch bars
     if fixed:
         base = _apply(base, fixed, fixed_keys or {})

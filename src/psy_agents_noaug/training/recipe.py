@@ -67,14 +67,21 @@ def load_examples(data_cfg: Any) -> PostExamples:
 
 
 def load_splits(cfg: Any) -> Splits:
-    """The posts split by post id into train, validation and test (reproducible by seed)."""
+    """The posts split by post id into train, validation and test (reproducible by seed);
+    ``data.max_train_posts`` keeps a random subset of the training posts."""
     data_cfg = _get(cfg, "data")
-    return split_by_post(
+    seed = _get(cfg, "seed", 42)
+    splits = split_by_post(
         load_examples(data_cfg).frame,
         val_fraction=_get(data_cfg, "val_fraction", 0.15),
         test_fraction=_get(data_cfg, "test_fraction", 0.15),
-        seed=_get(cfg, "seed", 42),
+        seed=seed,
     )
+    limit = _get(data_cfg, "max_train_posts")
+    if limit is not None and len(splits.train) > int(limit):
+        kept = splits.train.sample(n=int(limit), random_state=seed).index.sort_values()
+        splits.train = splits.train.loc[kept].reset_index(drop=True)
+    return splits
 
 
 def encoding_spec(cfg: Any) -> EncodingSpec:

@@ -15,7 +15,7 @@ same profile and seed.
 Example:
     >>> corpus = generate("sample")
     >>> len(corpus.posts), corpus.annotations.columns.tolist()[:3]
-    (480, ['post_id', 'sentence_id', 'sentence_text'])
+    (4000, ['post_id', 'sentence_id', 'sentence_text'])
 """
 
 from __future__ import annotations

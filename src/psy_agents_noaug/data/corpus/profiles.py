@@ -121,15 +121,19 @@ def _sample_positives(n_posts: int, floor: int) -> dict[str, int]:
 
 
 PROFILES: dict[str, CorpusProfile] = {
+    # Many short posts: the model learns language from the variety of posts, not from
+    # epochs over a few. On the hand-written dev set, one epoch over these 4,000 posts
+    # reached macro AUPRC 0.89 against 0.76 for five epochs over 480 longer ones (0.88 for
+    # two over 2,000), in the same CPU time (see the README).
     "sample": CorpusProfile(
         name="sample",
-        n_posts=480,
-        n_no_symptom=120,
-        positives=_sample_positives(480, floor=40),
-        median_words=80,
-        # A log-normal with median 80 has about 10 % of posts over 250 words when its mean
-        # is near 114 (after the cut at 700): short posts, a real tail, still fast on a CPU.
-        mean_words=114,
+        n_posts=4000,
+        n_no_symptom=1000,
+        positives=_sample_positives(4000, floor=333),
+        median_words=60,
+        # A log-normal with median 60 and mean 80 (after the cut at 700): mostly short
+        # posts, a real tail of long ones.
+        mean_words=80,
         min_words=12,
         max_words=700,
         outlier_words=None,
