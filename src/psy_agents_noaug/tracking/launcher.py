@@ -16,8 +16,8 @@ ignores SIGCHLD, so its writers never linger as zombies. It exits once every pro
 holding the socket has closed it; its writers live on (each in a session of its own, so a
 Ctrl-C in the terminal reaches the training process only).
 
-If the launcher cannot be used (it died, or the platform lacks ``SOCK_SEQPACKET``), the
-sink starts the writer as a fresh interpreter, as :func:`start_writer` callers expect.
+If the launcher cannot be used (it died, or the platform lacks ``SOCK_SEQPACKET``), or
+``PSY_AGENTS_WRITER_LAUNCHER=0`` is set, the sink starts each writer as a fresh interpreter.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ from typing import IO
 
 __all__ = ["WriterProcess", "ensure_running", "start_writer"]
 
+#: Set to 0 to start every writer as a fresh interpreter instead.
+LAUNCHER_ENV = "PSY_AGENTS_WRITER_LAUNCHER"
 #: How long a request may wait for the launcher's answer (its first one waits for its imports).
 ANSWER_TIMEOUT_S = 60.0
 _MAX_REQUEST_BYTES = 1 << 20
@@ -167,9 +169,12 @@ def start_writer(tracking_uri: str, journal_dir: Path, session: str) -> WriterPr
     """Fork a writer for this process from the launcher (started on first use).
 
     Raises:
-        OSError: The launcher could not be reached or did not answer in time; the caller
-            starts the writer some other way.
+        OSError: The launcher could not be reached or did not answer in time, or it is
+            switched off (``PSY_AGENTS_WRITER_LAUNCHER=0``); the caller starts the writer
+            some other way.
     """
+    if os.environ.get(LAUNCHER_ENV) == "0":
+        raise OSError(f"{LAUNCHER_ENV}=0: no launcher")
     to_writer_r, to_writer_w = os.pipe()
     from_writer_r, from_writer_w = os.pipe()
     answer_r, answer_w = os.pipe()

@@ -3,8 +3,8 @@
 The training thread only appends ``(run, key, value, step, time)`` to a deque (well
 under a microsecond); values may be device tensors, which are read back in bulk off the
 training thread, so logging never forces a device sync there. A daemon "shipper" thread
-hands batches to a writer *process* (:mod:`.writer`) twice a second; the writer owns the
-MLflow client, so store work never holds this process's GIL.
+hands batches to a writer *process* (:mod:`.writer`, forked from :mod:`.launcher`) twice a
+second; the writer owns the MLflow client, so store work never holds this process's GIL.
 
 Every message to the writer has a sequence number and stays here until the writer
 acknowledges it durable (stored, or fsynced in the run's journal). If the writer dies,
@@ -73,7 +73,6 @@ DEFAULT_FLUSH_TIMEOUT_S = 60.0
 ACK_DRAIN_TIMEOUT_S = 10.0
 
 Value = Any  # float | int | 0-dim torch.Tensor
-
 QueuedPoint = tuple[str, str, Value, int, int]
 
 

@@ -1,8 +1,9 @@
 """The metric writer process: takes messages from the sink and makes them durable in MLflow.
 
-Run as ``python -m psy_agents_noaug.tracking.writer TRACKING_URI JOURNAL_DIR SESSION``.
-It lives in its own process (on idle CPU) so that MLflow's store work never competes with
-the training thread for the GIL. One handler per message kind (see :mod:`.messages`).
+Forked by the launcher (:mod:`.launcher`, which calls :func:`serve`), or run as ``python
+-m psy_agents_noaug.tracking.writer TRACKING_URI JOURNAL_DIR SESSION``. It lives in its
+own process (on idle CPU) so that MLflow's store work never competes with the training
+thread for the GIL. One handler per message kind (see :mod:`.messages`).
 
 Points are written once a second (every 5 s to a tracking server; at once when a flush or
 a run end waits, or 1000 points are pending), through the bulk SQL path
