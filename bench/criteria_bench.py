@@ -18,6 +18,7 @@ compare rows with each other, not to reach the best F1 a longer run gets.
 
     .venv/bin/python bench/criteria_bench.py                 # both tables
     .venv/bin/python bench/criteria_bench.py --table redsm5 --epochs 2
+    .venv/bin/python bench/criteria_bench.py --table design --set data.max_train_posts=800
 """
 
 from __future__ import annotations
@@ -129,13 +130,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=None, help="run only rows whose name has this text")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per row")
     parser.add_argument("--out", type=Path, default=RESULTS / "criteria.json")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config override added to every row (repeatable), e.g. data.max_train_posts=800",
+    )
     parser.add_argument("--row", default=None, help=argparse.SUPPRESS)  # child mode
     args = parser.parse_args(argv)
     if args.row is not None:
         print(json.dumps(train_row(json.loads(args.row))), flush=True)
         return 0
     tables = list(TABLES) if args.table == "all" else [args.table]
-    report: dict[str, Any] = {"host": platform.node(), "epochs": args.epochs, "tables": {}}
+    report: dict[str, Any] = {
+        "host": platform.node(),
+        "epochs": args.epochs,
+        "overrides": args.set,
+        "tables": {},
+    }
     for table in tables:
         rows = []
         for name, overrides in TABLES[table]:
@@ -144,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             epochs = [f"training.num_epochs={args.epochs}", "training.early_stopping.patience=0"]
             print(f"[{table}] {name} ...", flush=True)
             row = {"row": name, "overrides": overrides}
-            row.update(_run_in_child([*overrides, *epochs], args.timeout))
+            row.update(_run_in_child([*args.set, *overrides, *epochs], args.timeout))
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "overrides"}), flush=True)
         report["tables"][table] = rows
