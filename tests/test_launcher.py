@@ -79,3 +79,12 @@ def test_the_writers_messages_reach_the_callers_stderr_of_the_moment(
     assert not sink.flush()
     connection_for(uri, tmp_path / "journal").close()
     assert "journaling" in capfd.readouterr().err
+
+
+def test_launcher_switched_off_starts_the_writer_as_this_processs_child(
+    tmp_path: Path, empty_mlflow_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(launcher.LAUNCHER_ENV, "0")
+    parent, points = _log_and_read_back(_store(tmp_path, empty_mlflow_db, "off"), tmp_path / "j")
+    assert (parent, points) == (os.getpid(), 1)
