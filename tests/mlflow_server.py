@@ -171,7 +171,7 @@ class MlflowServer:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, env=env,
-                start_new_session=True,
+                process_group=0,  # killed as a group; our session, so SCHED_IDLE holds
             )  # fmt: skip
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -138,3 +138,29 @@ def test_writer_falls_back_to_log_batch_and_stops_trying_a_broken_bulk_path(
     history = client.get_metric_history(run_id, "loss")
     assert sorted(m.step for m in history) == [*range(BULK_FAILURES_TO_DISABLE), 99]
     assert writer.written == BULK_FAILURES_TO_DISABLE + 1
+
+
+@pytest.mark.parametrize(("shipments", "size", "calls"), [(10, 60, 1), (10, 150, 2), (2, 1500, 4)])
+def test_the_writer_packs_shipments_into_store_calls_of_at_most_1000_points(
+    sqlite_store: str, tmp_path: Path, shipments: int, size: int, calls: int
+) -> None:
+    """A tracking server pays ~15 ms per request: ten half-second shipments are one call."""
+    from psy_agents_noaug.tracking.messages import Points
+
+    client = MlflowClient(sqlite_store)
+    run_id = _new_run(client)
+    writer = Writer(sqlite_store, tmp_path / "journal", out=None, session="t", owner_pid=0)
+    stored: list[int] = []
+    store_points = writer.store_points
+
+    def counting(run: str, points: list[Point]) -> None:
+        stored.append(len(points))
+        store_points(run, points)
+
+    writer.store_points = counting  # type: ignore[method-assign]
+    for seq in range(shipments):
+        rows = [(run_id, "loss", 0.5, seq * size + i, 1_000) for i in range(size)]
+        writer.on_points(Points(seq, rows))
+    writer.write_pending()
+    assert len(stored) == calls and max(stored) <= 1000
+    assert len(client.get_metric_history(run_id, "loss")) == shipments * size == sum(stored)

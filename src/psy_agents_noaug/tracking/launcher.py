@@ -13,8 +13,13 @@ descriptors: the writer's stdin and stdout (the sink's pipes), the caller's stde
 pipe on which the launcher answers the writer's pid. Datagrams are whole, so any number of
 processes may share the socket. The launcher is single-threaded, so forking it is safe; it
 ignores SIGCHLD, so its writers never linger as zombies. It exits once every process
-holding the socket has closed it; its writers live on (each in a session of its own, so a
-Ctrl-C in the terminal reaches the training process only).
+holding the socket has closed it; its writers live on.
+
+The launcher and each writer lead a process group of their own, so a Ctrl-C in the terminal
+reaches the training process only, but they stay in the training process's session: where
+the kernel groups CPU time by session (``sched_autogroup``, on by default in most
+distributions), a process in a session of its own competes with training as an equal
+whatever its policy, and the writer's SCHED_IDLE would be void.
 
 If the launcher cannot be used (it died, or the platform lacks ``SOCK_SEQPACKET``), or
 ``PSY_AGENTS_WRITER_LAUNCHER=0`` is set, the sink starts each writer as a fresh interpreter.
@@ -140,7 +145,7 @@ def _launcher_socket() -> socket.socket:
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
                 env=env,
-                start_new_session=True,  # Ctrl-C goes to training, not to the launcher
+                process_group=0,  # Ctrl-C goes to training; same session (see above)
             )
         except OSError:
             ours.close()
@@ -226,7 +231,8 @@ os.register_at_fork(after_in_child=_reset_lock_in_child)
 # ------------------------------------------------------------------ the launcher
 def serve(sock: socket.socket) -> int:
     """Fork a writer per request until every holder of the socket has closed it."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for terminal_signal in (signal.SIGINT, signal.SIGHUP, signal.SIGTTOU):  # see writer.serve
+        signal.signal(terminal_signal, signal.SIG_IGN)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # writers are reaped by the kernel
     from psy_agents_noaug.tracking import writer
 
@@ -264,7 +270,7 @@ def _become_writer(request: WriterRequest, fds: list[int]) -> int:
 
     stdin_fd, stdout_fd, stderr_fd, answer_fd = fds
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    os.setsid()
+    os.setpgid(0, 0)  # a group of its own, in the caller's session (see the module's doc)
     os.close(answer_fd)
     os.dup2(stderr_fd, 2)
     os.close(stderr_fd)

@@ -178,7 +178,7 @@ class WriterConnection:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
-            start_new_session=True,  # Ctrl-C goes to training, not to the writer
+            process_group=0,  # Ctrl-C goes to training; same session: see .launcher
         )
 
     @property

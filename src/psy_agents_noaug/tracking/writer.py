@@ -74,6 +74,25 @@ class Outcome(enum.Enum):
     UNREACHABLE = "unreachable"  # after the quick retries: journal it
 
 
+def batch_ranges(sizes: list[int], limit: int = LOG_BATCH_MAX_METRICS) -> list[tuple[int, int]]:
+    """Consecutive groups packed into store calls of at most ``limit`` points: [first, end).
+
+    The sink ships a group every half second; one call per group would pay a tracking
+    server's ~15 ms per request ten times per 5 s batch. A group above ``limit`` goes alone
+    (and is split by :meth:`Writer.write_group`).
+    """
+    ranges: list[tuple[int, int]] = []
+    first, total = 0, 0
+    for index, size in enumerate(sizes):
+        if index > first and total + size > limit:
+            ranges.append((first, index))
+            first, total = index, 0
+        total += size
+    if first < len(sizes):
+        ranges.append((first, len(sizes)))
+    return ranges
+
+
 class WriterState(enum.Enum):
     RUNNING = "running"
     CLOSING = "closing"  # Close received: write, replay, exit
@@ -330,9 +349,10 @@ class Writer:
             if run_id in self.journaling:
                 self.spill(run_id, groups)  # keep order: behind what the journal holds
                 continue
-            for index, (_, points) in enumerate(groups):
+            for first, end in batch_ranges([len(points) for _, points in groups]):
+                points = [point for _, group in groups[first:end] for point in group]
                 if not self.write_group(run_id, points):
-                    self.spill(run_id, groups[index:])
+                    self.spill(run_id, groups[first:])
                     break
 
     def write_group(self, run_id: str, points: list[jr.Point]) -> bool:
@@ -554,9 +574,10 @@ def serve(
         int(os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", DEFAULT_HTTP_MAX_RETRIES)),
         backoff_factor=0,  # our own retries space the attempts
     )
-    # Ctrl-C in the terminal is for the training process; this one must finish writing.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Ctrl-C, a closed terminal and a stop are for the training process; this one must
+    # finish writing. SIGTTOU: a background group's warning on a `stty tostop` terminal.
+    for terminal_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGTTOU):
+        signal.signal(terminal_signal, signal.SIG_IGN)
     if not set_background_priority(True):
         with contextlib.suppress(OSError):
             os.nice(10)
