@@ -88,27 +88,3 @@ def test_launcher_switched_off_starts_the_writer_as_this_processs_child(
     monkeypatch.setenv(launcher.LAUNCHER_ENV, "0")
     parent, points = _log_and_read_back(_store(tmp_path, empty_mlflow_db, "off"), tmp_path / "j")
     assert (parent, points) == (os.getpid(), 1)
-
-
-@pytest.mark.parametrize("launcher_on", ["1", "0"], ids=["forked", "fresh"])
-def test_the_writer_is_idle_work_in_the_callers_session_outside_its_process_group(
-    tmp_path: Path, empty_mlflow_db: Path, monkeypatch: pytest.MonkeyPatch, launcher_on: str
-) -> None:
-    """Its own process group: a Ctrl-C in the terminal reaches training only. The caller's
-    session: where the kernel shares CPU between sessions (autogroup), a writer in a session
-    of its own would get an equal share whatever its policy; in ours SCHED_IDLE holds."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv(launcher.LAUNCHER_ENV, launcher_on)
-    uri = _store(tmp_path, empty_mlflow_db, f"session{launcher_on}")
-    sink = get_sink(MlflowClient(uri).create_run("0").info.run_id, tracking_uri=uri,
-                    journal_dir=tmp_path / "j")  # fmt: skip
-    sink.log("m", 1.0, step=1)
-    assert sink.flush()
-    pid = sink.connection.writer_pid
-    assert pid is not None
-    try:
-        assert os.getsid(pid) == os.getsid(0)
-        assert os.getpgid(pid) == pid != os.getpgid(0)
-        assert os.sched_getscheduler(pid) == os.SCHED_IDLE
-    finally:
-        sink.connection.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import pickle
 import struct
+import time
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -25,10 +26,15 @@ Row = tuple[str, str, float, int, int]
 
 @dataclass(frozen=True, slots=True)
 class Points:
-    """Metric points, in the order they were logged."""
+    """Metric points, in the order they were logged.
+
+    ``shipped_s``: when the sink sent them (``time.monotonic``, one clock for the whole
+    machine); the writer reads its own lag from it.
+    """
 
     seq: int
     rows: list[Row]
+    shipped_s: float = field(default_factory=time.monotonic)
 
 
 @dataclass(frozen=True, slots=True)

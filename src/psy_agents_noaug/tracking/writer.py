@@ -58,6 +58,12 @@ from psy_agents_noaug.tracking.store import (
     is_rejection,
 )
 
+#: Points handled this long after the sink shipped them mean the writer is starved of idle
+#: CPU (a training that keeps every core busy): it takes normal priority until it handles
+#: points within CAUGHT_UP_LAG_S again, so its lag, its memory and a run's final wait stay
+#: bounded. It needs about 1 % of one core.
+BEHIND_LAG_S = 3.0
+CAUGHT_UP_LAG_S = 0.5
 #: Database stores: one write costs ~0.5 ms of CPU plus ~0.015 ms per point.
 FLUSH_INTERVAL_S = 1.0
 #: A tracking server spends ~5 ms of its CPU on every request however small: fewer, larger
@@ -99,18 +105,29 @@ class WriterState(enum.Enum):
     ORPHANED = "orphaned"  # the sink's pipe closed without Close: write, end owned runs, exit
 
 
+_NORMAL_THREADS: set[int] = set()  # native ids of threads that always keep normal priority
+
+
 def set_background_priority(background: bool) -> bool:
     """Run on idle CPU only (SCHED_IDLE) while training; normal priority when someone waits.
 
-    Training never shares a core with the writer: it writes in the gaps, and a backlog
-    simply waits in memory (or the journal) until a flush, when this process is given
-    normal priority so that the caller does not wait on a starved writer.
+    Training never shares a core with the writer: it writes in the gaps. It gets normal
+    priority while a flush waits on it, so that the caller does not wait on a starved
+    writer, and while it is behind (see :meth:`Writer.pace`). Linux schedules threads,
+    not processes: every thread of this process is set.
     """
     if not hasattr(os, "sched_setscheduler") or os.environ.get("PSY_AGENTS_SINK_IDLE") == "0":
         return False
     policy = os.SCHED_IDLE if background else os.SCHED_OTHER
     try:
-        os.sched_setscheduler(0, policy, os.sched_param(0))
+        threads = [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:
+        threads = [0]
+    threads = [tid for tid in threads if tid not in _NORMAL_THREADS]
+    try:
+        for tid in threads:
+            with contextlib.suppress(ProcessLookupError):  # a thread that just ended
+                os.sched_setscheduler(tid, policy, os.sched_param(0))
         return True
     except OSError:  # not permitted here: stay at whatever priority we have
         return False
@@ -136,6 +153,10 @@ class Writer:
         #: run id -> [(seq, points)] waiting for the next write, in arrival order.
         self.pending: dict[str, list[tuple[int, list[jr.Point]]]] = defaultdict(list)
         self.n_pending = 0
+        self.behind = False  # starved of idle CPU: at normal priority until caught up
+        self.pace_lock = threading.Lock()
+        self.working_since: float | None = None  # when the loop's current pass began
+        self.watch_stop = threading.Event()
         self.handled_seq = 0  # every message up to here was handled (maybe still pending)
         self.acked_seq = 0
         self.owned: dict[str, bool] = {}  # run id -> exclusive
@@ -207,6 +228,7 @@ class Writer:
                 inbox, self.inbox = self.inbox, []
                 if self.sink_gone and not inbox:
                     self.state = WriterState.ORPHANED
+            self.working_since = time.monotonic()
             for message in inbox:
                 self.handlers[type(message)](message)
                 self.handled_seq = max(self.handled_seq, message.seq)
@@ -220,7 +242,9 @@ class Writer:
             if self.owned and time.monotonic() - self.last_heartbeat >= tags.HEARTBEAT_INTERVAL_S:
                 self.heartbeat()
             self.acknowledge()
-        with _urgent():
+            self.working_since = None
+        self.watch_stop.set()
+        with self.urgent():
             self.write_pending()
             if self.state == WriterState.ORPHANED:
                 for run_id, exclusive in sorted(self.owned.items()):
@@ -233,6 +257,7 @@ class Writer:
 
     # -- handlers: one per message kind ----------------------------------------------
     def on_points(self, message: Points) -> None:
+        self.pace(time.monotonic() - message.shipped_s)
         by_run: dict[str, list[jr.Point]] = defaultdict(list)
         for run_id, key, value, step, ts in message.rows:
             by_run[run_id].append(jr.Point(key, value, step, ts))
@@ -240,6 +265,36 @@ class Writer:
             self._note_run(run_id)
             self.pending[run_id].append((message.seq, points))
             self.n_pending += len(points)
+
+    def pace(self, lag_s: float) -> None:
+        """Idle CPU while the writer keeps up; normal priority while it is behind."""
+        with self.pace_lock:
+            if not self.behind and lag_s > BEHIND_LAG_S:
+                self.behind = True
+                set_background_priority(False)
+            elif self.behind and lag_s < CAUGHT_UP_LAG_S:
+                self.behind = False
+                set_background_priority(True)
+
+    def watch(self) -> None:
+        """Catch a writer starved in the middle of a pass (a write of 1000 points needs
+        ~20 ms of CPU, which idle priority can stretch to many seconds on a busy machine).
+
+        This thread keeps normal priority and only wakes twice a second to look."""
+        _NORMAL_THREADS.add(threading.get_native_id())
+        while not self.watch_stop.wait(CAUGHT_UP_LAG_S):
+            started = self.working_since
+            if started is not None and time.monotonic() - started > BEHIND_LAG_S:
+                self.pace(time.monotonic() - started)  # raises it; points lower it again
+
+    @contextlib.contextmanager
+    def urgent(self) -> Any:
+        """Normal CPU priority while someone waits on this process."""
+        set_background_priority(False)
+        try:
+            yield
+        finally:
+            set_background_priority(not self.behind)
 
     def _note_run(self, run_id: str) -> None:
         if run_id not in self.seen_runs:
@@ -255,7 +310,7 @@ class Writer:
         self.owned.pop(message.run_id, None)
 
     def on_end_run(self, message: EndRun) -> None:
-        with _urgent():
+        with self.urgent():
             self.write_pending()
             self.set_status(message)
         self.owned.pop(message.run_id, None)
@@ -333,7 +388,7 @@ class Writer:
         self._append(message.run_id, [record], journaling=queue_behind)
 
     def on_flush(self, message: Flush) -> None:
-        with _urgent():
+        with self.urgent():
             self.write_pending()
             if self.journaling:
                 self.replay_journals()
@@ -536,16 +591,6 @@ def warm_up() -> None:
         import mlflow.tracking  # noqa: F401
 
 
-@contextlib.contextmanager
-def _urgent() -> Any:
-    """Normal CPU priority while someone waits on this process."""
-    set_background_priority(False)
-    try:
-        yield
-    finally:
-        set_background_priority(True)
-
-
 def _short(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text[:200]
@@ -578,10 +623,12 @@ def serve(
     # finish writing. SIGTTOU: a background group's warning on a `stty tostop` terminal.
     for terminal_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGTTOU):
         signal.signal(terminal_signal, signal.SIG_IGN)
+    writer = Writer(tracking_uri, journal_dir, stdout, session=session, owner_pid=owner_pid)
+    watchdog = threading.Thread(target=writer.watch, name="psy-agents-sink-watch", daemon=True)
+    watchdog.start()  # before the idle priority below: it keeps normal priority
     if not set_background_priority(True):
         with contextlib.suppress(OSError):
             os.nice(10)
-    writer = Writer(tracking_uri, journal_dir, stdout, session=session, owner_pid=owner_pid)
     reader = threading.Thread(
         target=writer.read_loop, args=(stdin,), name="psy-agents-sink-reader", daemon=True
     )
