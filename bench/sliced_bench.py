@@ -73,10 +73,12 @@ def worker(args: argparse.Namespace) -> int:
                 yield batches[i % len(batches)]
                 i += 1
 
+    last_step_ns = [0]
+
     class CountingTrainer(Trainer):
         def _optimizer_step(self) -> None:
             super()._optimizer_step()
-            now = time.monotonic_ns()
+            now = last_step_ns[0] = time.monotonic_ns()
             shared[slot : slot + SLOT] = (self.global_step + 1).to_bytes(
                 8, "little"
             ) + now.to_bytes(8, "little")
@@ -98,6 +100,7 @@ def worker(args: argparse.Namespace) -> int:
     result: dict[str, Any] = {}
     if args.uri is None:
         trainer.train()
+        result["end_wait_s"] = (time.monotonic_ns() - last_step_ns[0]) / 1e9
     else:
         import mlflow
         from mlflow import MlflowClient
@@ -107,6 +110,7 @@ def worker(args: argparse.Namespace) -> int:
         metric_sink.prestart(args.uri)
         with mlflow.start_run() as run:
             trainer.train()
+        result["end_wait_s"] = (time.monotonic_ns() - last_step_ns[0]) / 1e9
         written = sum(w.flush(60).written for w in metric_sink.open_connections())
         client = MlflowClient(args.uri)
         keys = list(client.get_run(run.info.run_id).data.metrics)
@@ -262,6 +266,9 @@ def measure(
         "ratio_q3": round(quartiles[2], 4),
         "writer_cpu_ms_per_s": round(1000 * writer_cpu / max(slice_seconds, 1e-9), 2),
         "server_cpu_ms_per_s": round(1000 * server_cpu / max(slice_seconds, 1e-9), 2),
+        # Last step to a read-consistent end (validation included, on both sides).
+        "tracked_end_wait_s": round(results[0]["end_wait_s"], 3),
+        "untracked_end_wait_s": round(results[1]["end_wait_s"], 3),
         "points_sent": results[0].get("points_sent", 0),
         "points_read_back": results[0].get("points_read_back", 0),
         "ratios": [round(r, 4) for r in ratios],
@@ -280,6 +287,8 @@ COLUMNS = [
     "ratio_q3",
     "writer_cpu_ms_per_s",
     "server_cpu_ms_per_s",
+    "tracked_end_wait_s",
+    "untracked_end_wait_s",
     "points_sent",
     "points_read_back",
 ]
