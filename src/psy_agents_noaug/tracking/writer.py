@@ -294,7 +294,8 @@ class Writer:
         try:
             yield
         finally:
-            set_background_priority(not self.behind)
+            with self.pace_lock:  # the watchdog may decide at the same moment
+                set_background_priority(not self.behind)
 
     def _note_run(self, run_id: str) -> None:
         if run_id not in self.seen_runs:
