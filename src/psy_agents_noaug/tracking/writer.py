@@ -64,6 +64,7 @@ from psy_agents_noaug.tracking.store import (
 #: bounded. It needs about 1 % of one core.
 BEHIND_LAG_S = 3.0
 CAUGHT_UP_LAG_S = 0.5
+WATCH_INTERVAL_S = 0.5  # how often the watchdog looks at the current pass
 #: Database stores: one write costs ~0.5 ms of CPU plus ~0.015 ms per point.
 FLUSH_INTERVAL_S = 1.0
 #: A tracking server spends ~5 ms of its CPU on every request however small: fewer, larger
@@ -282,10 +283,11 @@ class Writer:
 
         This thread keeps normal priority and only wakes twice a second to look."""
         _NORMAL_THREADS.add(threading.get_native_id())
-        while not self.watch_stop.wait(CAUGHT_UP_LAG_S):
+        while not self.watch_stop.wait(WATCH_INTERVAL_S):
             started = self.working_since
-            if started is not None and time.monotonic() - started > BEHIND_LAG_S:
-                self.pace(time.monotonic() - started)  # raises it; points lower it again
+            running_s = 0.0 if started is None else time.monotonic() - started
+            if running_s > BEHIND_LAG_S:
+                self.pace(running_s)  # raises it; only handled points lower it again
 
     @contextlib.contextmanager
     def urgent(self) -> Any:
