@@ -36,20 +36,22 @@ needs_postgres = pytest.mark.skipif(
 
 
 def train_args(
-    small_data: tuple[Path, Path], uri: str, *extra: str, batch_size: int = BATCH_SIZE
-) -> list[str]:
+    small_data: tuple[Path, Path], uri: str, *extra: str, batch_size: int = BATCH_SIZE,
+    progress: bool = False,
+) -> list[str]:  # fmt: skip
+    """``progress``: the epochs' progress bars in the CLI's log (see :func:`epoch_began`)."""
     posts, ann = small_data
     return ["train", "model=tiny", "model.max_length=64", f"training.batch_size={batch_size}",
             "training.logging_steps=1",
             f"training.system_metrics_interval={SYSTEM_INTERVAL}",
             "training.early_stopping.patience=0", f"data.posts_path={posts}",
-            f"data.annotations_path={ann}", f"mlflow.tracking_uri={uri}", "progress=false",
-            *extra]  # fmt: skip
+            f"data.annotations_path={ann}", f"mlflow.tracking_uri={uri}",
+            f"progress={str(progress).lower()}", *extra]  # fmt: skip
 
 
 def hpo_args(
     small_data: tuple[Path, Path], uri: str, storage: str, *extra: str,
-    batch_size: int = BATCH_SIZE,
+    batch_size: int = BATCH_SIZE, progress: bool = False,
 ) -> list[str]:  # fmt: skip
     posts, ann = small_data
     return ["hpo", "stage=stage0", "model=tiny", "model.max_length=64",
@@ -57,7 +59,7 @@ def hpo_args(
             "training.logging_steps=1", f"training.system_metrics_interval={SYSTEM_INTERVAL}",
             f"data.posts_path={posts}", f"data.annotations_path={ann}",
             f"mlflow.tracking_uri={uri}", f"stage.storage={storage}", "stage.sampler=random",
-            "progress=false", *extra]  # fmt: skip
+            f"progress={str(progress).lower()}", *extra]  # fmt: skip
 
 
 class Cli:
@@ -117,8 +119,9 @@ def _pipes(pid: int) -> set[str]:
 
 
 def wait_for(
-    what: str, predicate: Callable[[], Any], timeout_s: float, watch: tuple[Cli, ...] = ()
-) -> Any:
+    what: str, predicate: Callable[[], Any], timeout_s: float, watch: tuple[Cli, ...] = (),
+    poll_s: float = 0.25,
+) -> Any:  # fmt: skip
     """Poll ``predicate`` until it returns something truthy; fail early if a CLI died."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -129,7 +132,7 @@ def wait_for(
             if cli.proc.poll() is not None:
                 pytest.fail(f"{cli.log.name} exited ({cli.proc.returncode}) before {what}:\n"
                             f"{cli.text()[-3000:]}")  # fmt: skip
-        threading.Event().wait(0.25)
+        threading.Event().wait(poll_s)
     pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
 
 
@@ -203,3 +206,11 @@ def config_logged(artifacts: Path, run_id: str) -> bool:
     return (artifacts / run_id / "artifacts" / "config.yaml").exists() or any(
         artifacts.glob(f"*/{run_id}/artifacts/config.yaml")
     )
+
+
+def epoch_began(cli: Cli) -> bool:
+    """Whether the CLI's first epoch has begun: its progress bar (``progress=True``) is
+    printed by the training process itself as the epoch starts. What reaches the store
+    (config.yaml, a first step) comes through the metric writer, which on a busy machine
+    runs idle and may be seconds late: too late to land an outage inside an epoch."""
+    return cli.log.exists() and "epoch 1/" in cli.text()

@@ -23,7 +23,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from tests.drills import (
     assert_whole_model,
     config_logged,
     contiguous_from_1,
+    epoch_began,
     history_timestamps,
     hpo_args,
     leftover_journals,
@@ -68,11 +69,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MlflowSer
             srv.kill()
 
 
-def _outage_across_an_epoch(srv: MlflowServer, clis: list[Cli], save_dirs: list[Path]) -> tuple:
-    """Kill the server, keep it down until an epoch ended after the kill (its checkpoint is
-    on disk, written by the training process itself), then hold the trainings still while
-    the server comes back, so none of them ends during the outage however slow the
-    machine. The caller starts this at the beginning of an epoch of several steps.
+def _outage_across_an_epoch(
+    srv: MlflowServer, clis: list[Cli], epoch_ended: Callable[[], Any]
+) -> tuple[float, float]:
+    """Kill the server, keep it down until ``epoch_ended`` (an epoch that began when the
+    caller called ended: a mark the training process leaves itself, not through the
+    server), then hold the trainings still while the server comes back, so none of them
+    ends during the outage however slow the machine. The caller calls this as an epoch of
+    several steps begins, seen without the server or the metric writer (which on a busy
+    machine runs idle and may report seconds late).
     Returns (killed_at, back_at)."""
 
     def hold(signum: int) -> None:
@@ -85,10 +90,7 @@ def _outage_across_an_epoch(srv: MlflowServer, clis: list[Cli], save_dirs: list[
     srv.kill()
     hold(signal.SIGCONT)
     try:
-        wait_for("an epoch trained while the server is down",
-                 lambda: any(p.stat().st_mtime > killed_at
-                             for d in save_dirs for p in d.glob("best_checkpoint.pt")),
-                 240, tuple(clis))  # fmt: skip
+        wait_for("an epoch trained while the server is down", epoch_ended, 240, tuple(clis))
         hold(signal.SIGSTOP)
     finally:  # whatever happened, the next drill gets a server
         try:
@@ -117,20 +119,15 @@ def test_server_killed_and_restarted_during_training_loses_nothing(
     save_dir = tmp_path / "checkpoints"
     cli = Cli(train_args(small_data, srv.url, "training.num_epochs=3",
                           f"training.save_dir={save_dir}", "mlflow.run_name=drill_server_kill",
-                          batch_size=1), tmp_path, "train")  # fmt: skip
+                          batch_size=1, progress=True), tmp_path, "train")  # fmt: skip
     clis.append(cli)
 
-    def training_started() -> Any:
-        runs = runs_named(store, EXPERIMENT, **{"mlflow.runName": "drill_server_kill"})
-        if runs and config_logged(srv.artifacts, runs[0].info.run_id):
-            return runs[0]  # config.yaml is the last thing logged before the first step
-        return None
-
-    run = wait_for("training to start", training_started, 180, (cli,))
-    killed_at, back_at = _outage_across_an_epoch(srv, [cli], [save_dir])
+    wait_for("training to start", lambda: epoch_began(cli), 180, (cli,), poll_s=0.02)
+    checkpoint = save_dir / "best_checkpoint.pt"  # the first epoch's end always writes it
+    killed_at, back_at = _outage_across_an_epoch(srv, [cli], checkpoint.exists)
     assert cli.wait(300) == 0, _journal_report(tmp_path)
 
-    run = store.get_run(run.info.run_id)
+    (run,) = runs_named(store, EXPERIMENT, **{"mlflow.runName": "drill_server_kill"})
     assert run.info.status == "FINISHED"
     assert_complete_history(store, run)
     during = [t for t in history_timestamps(store, run.info.run_id, "train/loss_step")
@@ -141,6 +138,29 @@ def test_server_killed_and_restarted_during_training_loses_nothing(
     top = {f.path for f in via_server.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "checkpoints"} <= top
     assert_whole_model(via_server, run)
+
+
+def _epochs_reported(study: Any, more_than: dict[int, int] | None = None) -> dict[int, int]:
+    """Running trials and how many epochs each reported; with ``more_than``, only those of
+    its trials that reported more since."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    reported = {t.number: len(t.intermediate_values) for t in trials}
+    if more_than is None:
+        return {n: k for n, k in reported.items() if k}
+    return {n: k for n, k in reported.items() if n in more_than and k > more_than[n]}
+
+
+def _created_study(storage: str, workers: list[Cli]) -> Any:
+    """The study, once a worker created it."""
+
+    def load() -> Any:
+        with contextlib.suppress(KeyError):  # not created yet
+            return _study(storage)
+        return None
+
+    return wait_for("the study", load, 240, tuple(workers))
 
 
 def _study(storage: str, name: str = "criteria_stage0") -> Any:
@@ -179,19 +199,20 @@ def test_server_killed_during_hpo_with_two_workers_loses_nothing(
     srv, db_url = server
     store = MlflowClient(db_url)
     with postgres_database("psy_drill_study") as storage:
-        args = hpo_args(small_data, srv.url, storage, "stage.n_trials=2", "stage.num_epochs=2",
+        args = hpo_args(small_data, srv.url, storage, "stage.n_trials=2", "stage.num_epochs=3",
                         batch_size=1)  # fmt: skip
-        save_dirs = [tmp_path / f"checkpoints{i}" for i in range(2)]
-        workers = [Cli([*args, f"training.save_dir={save_dirs[i]}"], tmp_path, f"worker{i}")
-                   for i in range(2)]  # fmt: skip
+        workers = [Cli(args, tmp_path, f"worker{i}") for i in range(2)]
         clis.extend(workers)
 
-        def trial_training() -> bool:
-            children = runs_named(store, HPO_EXPERIMENT, **{"hpo.state": "RUNNING"})
-            return any(config_logged(srv.artifacts, c.info.run_id) for c in children)
-
-        wait_for("a trial to start training", trial_training, 240, tuple(workers))
-        killed_at, back_at = _outage_across_an_epoch(srv, workers, save_dirs)
+        # A trial reports each epoch's value to the study (PostgreSQL, not via the server) as
+        # the epoch ends: the outage begins as a trial's second epoch does, and lasts until
+        # that epoch's report.
+        study = _created_study(storage, workers)
+        began = wait_for("a trial's first epoch", lambda: _epochs_reported(study), 240,
+                         tuple(workers), poll_s=0.02)  # fmt: skip
+        killed_at, back_at = _outage_across_an_epoch(
+            srv, workers, lambda: _epochs_reported(study, more_than=began)
+        )
         codes = [w.wait(400) for w in workers]
         assert codes == [0, 0], _journal_report(tmp_path)
         children = _assert_hpo_tree(store, storage, n_trials=2, failed=0)
