@@ -14,6 +14,10 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Two pytest workers share two cores, and each starts training processes: torch's default
+# of one thread per core would run four or more busy threads on two cores. One thread each
+# (read when torch first loads, here and in every process the tests start).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def _forget_mlflow_globals() -> None:
