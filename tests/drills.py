@@ -51,7 +51,7 @@ def train_args(
 
 def hpo_args(
     small_data: tuple[Path, Path], uri: str, storage: str, *extra: str,
-    batch_size: int = BATCH_SIZE, progress: bool = False,
+    batch_size: int = BATCH_SIZE,
 ) -> list[str]:  # fmt: skip
     posts, ann = small_data
     return ["hpo", "stage=stage0", "model=tiny", "model.max_length=64",
@@ -59,7 +59,7 @@ def hpo_args(
             "training.logging_steps=1", f"training.system_metrics_interval={SYSTEM_INTERVAL}",
             f"data.posts_path={posts}", f"data.annotations_path={ann}",
             f"mlflow.tracking_uri={uri}", f"stage.storage={storage}", "stage.sampler=random",
-            f"progress={str(progress).lower()}", *extra]  # fmt: skip
+            "progress=false", *extra]  # fmt: skip
 
 
 class Cli:
