@@ -65,6 +65,7 @@ from psy_agents_noaug.tracking.store import (
 BEHIND_LAG_S = 3.0
 CAUGHT_UP_LAG_S = 0.5
 WATCH_INTERVAL_S = 0.5  # how often the watchdog looks at the current pass
+WATCH_START_TIMEOUT_S = 5.0  # a watchdog not started by then is not waited for
 #: Database stores: one write costs ~0.5 ms of CPU plus ~0.015 ms per point.
 FLUSH_INTERVAL_S = 1.0
 #: A tracking server spends ~5 ms of its CPU on every request however small: fewer, larger
@@ -158,6 +159,7 @@ class Writer:
         self.pace_lock = threading.Lock()
         self.working_since: float | None = None  # when the loop's current pass began
         self.watch_stop = threading.Event()
+        self.watching = threading.Event()  # the watchdog is exempt from idle priority
         self.handled_seq = 0  # every message up to here was handled (maybe still pending)
         self.acked_seq = 0
         self.owned: dict[str, bool] = {}  # run id -> exclusive
@@ -283,6 +285,7 @@ class Writer:
 
         This thread keeps normal priority and only wakes twice a second to look."""
         _NORMAL_THREADS.add(threading.get_native_id())
+        self.watching.set()
         while not self.watch_stop.wait(WATCH_INTERVAL_S):
             started = self.working_since
             running_s = 0.0 if started is None else time.monotonic() - started
@@ -629,6 +632,7 @@ def serve(
     writer = Writer(tracking_uri, journal_dir, stdout, session=session, owner_pid=owner_pid)
     watchdog = threading.Thread(target=writer.watch, name="psy-agents-sink-watch", daemon=True)
     watchdog.start()  # before the idle priority below: it keeps normal priority
+    writer.watching.wait(WATCH_START_TIMEOUT_S)  # exempt before the threads go idle
     if not set_background_priority(True):
         with contextlib.suppress(OSError):
             os.nice(10)
